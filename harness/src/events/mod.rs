@@ -1,0 +1,3 @@
+//! Events: what the kernel printed and what the payload reported, typed.
+
+pub mod kernel;

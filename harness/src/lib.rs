@@ -1,0 +1,15 @@
+//! oomlab: reproduce, judge and compare Linux OOM-killer kill/respawn loops.
+//!
+//! The data's path, one module per stage:
+//! `scenario` (YAML in) -> `image` (kernel + initramfs) -> `vm` (QEMU, console
+//! and telemetry) -> `events` (typed kernel + payload events, one timeline) ->
+//! `verdict` (livelock / recovered / ...) -> `report` (terminal, JSON).
+//! `analyze` reuses `events` on logs from real machines.
+
+pub mod analyze;
+pub mod events;
+pub mod image;
+pub mod report;
+pub mod scenario;
+pub mod verdict;
+pub mod vm;
