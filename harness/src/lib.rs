@@ -8,6 +8,7 @@
 
 pub mod analyze;
 pub mod events;
+pub mod experiment;
 pub mod image;
 pub mod report;
 pub mod scenario;

@@ -1,1 +1,236 @@
-fn main() {}
+//! `oomlab`: the command line. anyhow lives here only; the library speaks
+//! in typed errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use oomlab::events::kernel::KernelEvent;
+use oomlab::experiment::{self, ExperimentError, Progress, RunOptions};
+use oomlab::scenario::{Accel, Scenario};
+use oomlab::vm::Output;
+use tokio::sync::watch;
+
+/// Exit codes shared by every subcommand.
+mod code {
+    pub const MISMATCH: u8 = 1;
+    pub const BAD_INPUT: u8 = 2;
+    pub const CANNOT_RUN: u8 = 3;
+}
+
+#[derive(Parser)]
+#[command(name = "oomlab", version, about = "Reproduce, judge and compare Linux OOM-killer kill/respawn loops in real VMs")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Boot a scenario in QEMU and judge it: livelock, recovered, no-oom,
+    /// panic, hang or boot-failure. Exit 0 when the verdict is the expected
+    /// one, 1 when not, 2 for bad input, 3 when the run could not happen.
+    Run {
+        /// Scenario files (YAML); several run one after another.
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// Also write the report as JSON here (one scenario) or into this
+        /// folder as <name>.json (several).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Keep console.log, telemetry.jsonl and report.json here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override the scenario's accelerator.
+        #[arg(long, value_enum)]
+        accel: Option<AccelArg>,
+        /// Override the scenario's kernel (catalogue name or vmlinuz path).
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Probe KVM again instead of trusting the cached answer.
+        #[arg(long)]
+        reprobe: bool,
+        /// Print every kernel console line.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Validate scenario files without running them.
+    Check {
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oomlab: cannot start the async runtime: {e}");
+            return ExitCode::from(code::CANNOT_RUN);
+        }
+    };
+    // Current-thread runtime: QEMU is spawned from the main thread, so its
+    // PR_SET_PDEATHSIG fires exactly when this process dies.
+    rt.block_on(async {
+        match cli.cmd {
+            Cmd::Check { scenarios } => check(&scenarios),
+            Cmd::Run {
+                scenarios,
+                json,
+                out,
+                accel,
+                kernel,
+                reprobe,
+                verbose,
+            } => {
+                let opts = RunOptions {
+                    accel: accel.map(|a| match a {
+                        AccelArg::Auto => Accel::Auto,
+                        AccelArg::Kvm => Accel::Kvm,
+                        AccelArg::Tcg => Accel::Tcg,
+                    }),
+                    kernel,
+                    out_dir: None,
+                    reprobe,
+                };
+                run(&scenarios, json, out, opts, verbose).await
+            }
+        }
+    })
+}
+
+fn check(paths: &[PathBuf]) -> ExitCode {
+    let mut bad = false;
+    for p in paths {
+        match Scenario::load(p) {
+            Ok(s) => println!("{}: ok ({})", p.display(), s.name),
+            Err(e) => {
+                eprintln!("oomlab: {e}");
+                bad = true;
+            }
+        }
+    }
+    if bad {
+        ExitCode::from(code::BAD_INPUT)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// SIGINT and SIGTERM fill the watch; the run sees it, kills QEMU, cleans up
+/// and returns, so every destructor runs.
+fn install_signals() -> watch::Receiver<Option<i32>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let sig = tokio::select! {
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+        };
+        let _ = tx.send(Some(sig));
+        // Keep the sender alive so receivers see the value.
+        std::future::pending::<()>().await;
+    });
+    rx
+}
+
+fn show(p: Progress, verbose: bool, kills: &mut usize) {
+    match p {
+        Progress::Stage(s) => eprintln!("oomlab: {s}"),
+        Progress::Accel(d) => eprintln!(
+            "oomlab: accelerator {}{}: {}",
+            d.used.as_str().to_uppercase(),
+            if d.cached { " (cached probe)" } else { "" },
+            d.reason
+        ),
+        Progress::Vm(Output::Ready { boot_s }) => {
+            eprintln!("oomlab: payload ready after {boot_s:.2} s")
+        }
+        Progress::Vm(Output::Kernel(KernelEvent::Killed(k))) => {
+            *kills += 1;
+            if *kills == 1 || kills.is_power_of_two() {
+                eprintln!("oomlab: OOM kill #{kills}: pid {} ({})", k.pid, k.name);
+            }
+        }
+        Progress::Vm(Output::Kernel(KernelEvent::Panic { reason })) => {
+            eprintln!("oomlab: kernel panic: {reason}")
+        }
+        Progress::Vm(Output::Console(line)) if verbose => eprintln!("  | {line}"),
+        Progress::Vm(Output::Stopping(why)) => eprintln!("oomlab: stopping: {why:?}"),
+        _ => {}
+    }
+}
+
+async fn run(
+    paths: &[PathBuf],
+    json: Option<PathBuf>,
+    out: Option<PathBuf>,
+    mut opts: RunOptions,
+    verbose: bool,
+) -> ExitCode {
+    // Validate every file before booting anything.
+    let mut scenarios = Vec::new();
+    for p in paths {
+        match Scenario::load(p) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => {
+                eprintln!("oomlab: {e}");
+                return ExitCode::from(code::BAD_INPUT);
+            }
+        }
+    }
+    let cancel = install_signals();
+    let many = scenarios.len() > 1;
+    let mut worst = 0u8;
+    for s in &scenarios {
+        opts.out_dir = out.as_ref().map(|o| if many { o.join(&s.name) } else { o.clone() });
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let printer = tokio::spawn(async move {
+            let mut kills = 0;
+            while let Some(p) = rx.recv().await {
+                show(p, verbose, &mut kills);
+            }
+        });
+        eprintln!("oomlab: running {} ({})", s.name, s.description);
+        let result = experiment::run_scenario(s, &opts, Some(tx), cancel.clone()).await;
+        let _ = printer.await;
+        match result {
+            Ok(report) => {
+                print!("{}", oomlab::report::render_terminal(&report));
+                if let Some(j) = &json {
+                    let path = if many { j.join(format!("{}.json", s.name)) } else { j.clone() };
+                    if let Err(e) = oomlab::report::write_json(&path, &report) {
+                        eprintln!("oomlab: cannot write {}: {e}", path.display());
+                        return ExitCode::from(code::CANNOT_RUN);
+                    }
+                }
+                if !report.matches {
+                    worst = worst.max(code::MISMATCH);
+                }
+            }
+            Err(ExperimentError::Interrupted(sig)) => {
+                eprintln!("oomlab: interrupted by signal {sig}; QEMU stopped, temp files removed");
+                return ExitCode::from(128 + sig as u8);
+            }
+            Err(e) => {
+                eprintln!("oomlab: {}: cannot run: {e}", s.name);
+                return ExitCode::from(code::CANNOT_RUN);
+            }
+        }
+    }
+    ExitCode::from(worst)
+}

@@ -26,6 +26,9 @@ pub struct LogLine<'a> {
     pub host: Option<&'a str>,
     /// The kernel's own text, without the trailing newline/CR.
     pub msg: &'a str,
+    /// Seconds since boot when a wall-clock prefix (syslog, journal) was
+    /// followed by the kernel's own `[  123.456789] ` stamp.
+    pub uptime: Option<f64>,
 }
 
 /// What constrained an OOM: the whole machine, a memory cgroup, a cpuset or a
@@ -117,17 +120,824 @@ pub enum KernelEvent {
     VictimExiting { pid: u32, name: String },
     /// `Kernel panic - not syncing: <reason>`
     Panic { reason: String },
+    /// `oom_reaper: unable to reap pid:P (comm)`
+    ReapFailed { pid: u32, name: String },
+    /// 4.x memcg: `Memory limit reached of cgroup <path>`
+    MemcgLimitReached { memcg: String },
+    /// <= 5.0: `Kill process P (comm) sharing same memory`: also SIGKILLed,
+    /// with no `Killed process` line of its own.
+    KillSharing { pid: u32, name: String },
+    /// RHEL 6 `vm.would_have_oomkilled`: `Would have killed process P (comm). But continuing instead.`
+    WouldHaveKilled { pid: u32, name: String },
+}
+
+// ---------------------------------------------------------------------------
+// Prefixes
+// ---------------------------------------------------------------------------
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+/// Month number (1-12) of a three-letter English month name.
+pub fn month_number(m: &str) -> Option<u32> {
+    MONTHS
+        .iter()
+        .position(|x| *x == m)
+        .and_then(|i| u32::try_from(i + 1).ok())
+}
+
+fn is_digit(b: Option<&u8>) -> bool {
+    matches!(b, Some(c) if c.is_ascii_digit())
+}
+
+/// `<N>` printk level (1-3 digits). Returns the rest.
+fn strip_level(s: &str) -> &str {
+    let b = s.as_bytes();
+    if b.first() != Some(&b'<') {
+        return s;
+    }
+    let mut i = 1;
+    while i < b.len() && i <= 4 && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    if i > 1 && b.get(i) == Some(&b'>') {
+        s.get(i + 1..).unwrap_or("")
+    } else {
+        s
+    }
+}
+
+/// `[  123.456789]` (+ optional one space). Returns (seconds, rest).
+fn strip_monotonic(s: &str) -> Option<(f64, &str)> {
+    let inner_start = s.strip_prefix('[')?;
+    let close = inner_start.find(']')?;
+    if close > 24 {
+        return None;
+    }
+    let inner = inner_start.get(..close)?.trim_start();
+    let (a, f) = inner.split_once('.')?;
+    if a.is_empty()
+        || f.is_empty()
+        || !a.bytes().all(|c| c.is_ascii_digit())
+        || !f.bytes().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let v: f64 = inner.parse().ok()?;
+    let rest = inner_start.get(close + 1..)?;
+    Some((v, rest.strip_prefix(' ').unwrap_or(rest)))
+}
+
+/// `HH:MM:SS` with optional `.fraction`; returns its byte length.
+fn clock_len(b: &[u8]) -> Option<usize> {
+    let ok = b.len() >= 8
+        && is_digit(b.first())
+        && is_digit(b.get(1))
+        && b.get(2) == Some(&b':')
+        && is_digit(b.get(3))
+        && is_digit(b.get(4))
+        && b.get(5) == Some(&b':')
+        && is_digit(b.get(6))
+        && is_digit(b.get(7));
+    if !ok {
+        return None;
+    }
+    let mut n = 8;
+    if b.get(8) == Some(&b'.') && is_digit(b.get(9)) {
+        n = 9;
+        while is_digit(b.get(n)) {
+            n += 1;
+        }
+    }
+    Some(n)
+}
+
+/// `[Thu Dec  7 00:05:15 2017]` (+ one space).
+fn strip_dmesg_t(s: &str) -> Option<(&str, &str)> {
+    let inner = s.strip_prefix('[')?;
+    let close = inner.find(']')?;
+    if !(20..=32).contains(&close) {
+        return None;
+    }
+    let ts = inner.get(..close)?;
+    let day = ts.get(..3)?;
+    if !DAYS.contains(&day) || ts.as_bytes().get(3) != Some(&b' ') {
+        return None;
+    }
+    let after_day = ts.get(4..)?;
+    let (_, n) = syslog_stamp_len(after_day)?;
+    let year = after_day.get(n..)?.trim();
+    if year.len() != 4 || !year.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let rest = inner.get(close + 1..)?;
+    Some((ts, rest.strip_prefix(' ').unwrap_or(rest)))
+}
+
+/// `Mon dd HH:MM:SS[.frac]` (day space- or zero-padded). Returns (month, len).
+fn syslog_stamp_len(s: &str) -> Option<(u32, usize)> {
+    let b = s.as_bytes();
+    let month = month_number(s.get(..3)?)?;
+    if b.get(3) != Some(&b' ') {
+        return None;
+    }
+    let mut i = 4;
+    if b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let d0 = i;
+    while is_digit(b.get(i)) && i < d0 + 2 {
+        i += 1;
+    }
+    if i == d0 || b.get(i) != Some(&b' ') {
+        return None;
+    }
+    i += 1;
+    let n = clock_len(b.get(i..)?)?;
+    Some((month, i + n))
+}
+
+/// ISO 8601 `2017-12-07T00:05:15[.frac][Z|+hh:mm|+hhmm]`; returns its length.
+fn iso_stamp_len(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let date_ok = b.len() >= 19
+        && b.iter().take(4).all(|c| c.is_ascii_digit())
+        && b.get(4) == Some(&b'-')
+        && is_digit(b.get(5))
+        && is_digit(b.get(6))
+        && b.get(7) == Some(&b'-')
+        && is_digit(b.get(8))
+        && is_digit(b.get(9))
+        && matches!(b.get(10), Some(b'T') | Some(b' '));
+    if !date_ok {
+        return None;
+    }
+    let mut i = 11 + clock_len(b.get(11..)?)?;
+    match b.get(i) {
+        Some(b'Z') => i += 1,
+        Some(b'+') | Some(b'-') => {
+            let z0 = i + 1;
+            i = z0;
+            while i < z0 + 5 && (is_digit(b.get(i)) || b.get(i) == Some(&b':')) {
+                i += 1;
+            }
+        }
+        _ => {}
+    }
+    Some(i)
+}
+
+/// After a syslog/journal stamp: `kernel: ` or `host kernel: `. Returns
+/// (host, rest) when the tag is the kernel's.
+fn strip_kernel_tag(s: &str) -> Option<(Option<&str>, &str)> {
+    if let Some(r) = s.strip_prefix("kernel:") {
+        return Some((None, r.strip_prefix(' ').unwrap_or(r)));
+    }
+    let (host, r) = s.split_once(' ')?;
+    if host.is_empty() || host.len() > 255 {
+        return None;
+    }
+    let r = r.strip_prefix("kernel:")?;
+    Some((Some(host), r.strip_prefix(' ').unwrap_or(r)))
 }
 
 /// Strip userspace's prefix. Never fails: unknown prefixes leave `msg` as
 /// the whole line.
+///
+/// Understood: `dmesg` (`[  123.456789] `), `dmesg -T`
+/// (`[Thu Dec  7 00:05:15 2017] `), syslog/rsyslog
+/// (`Jan 18 09:50:59 [host ]kernel: [[  12.3] ]`), journalctl `short`,
+/// `short-precise`, `short-iso` and `short-monotonic`, RFC 3339 rsyslog
+/// stamps, a bare `kernel: `, and `<6>` printk levels anywhere among these.
 pub fn split_prefix(line: &str) -> LogLine<'_> {
-    let _ = line;
-    todo!("filled by the parser work")
+    let line = line.trim_end_matches(['\n', '\r']);
+    let mut out = LogLine {
+        ts: None,
+        host: None,
+        msg: line,
+        uptime: None,
+    };
+    let mut s = strip_level(line);
+    let mut tagged = false;
+    if s.starts_with('[') {
+        if let Some((t, rest)) = strip_monotonic(s) {
+            out.ts = Some(Timestamp::Monotonic(t));
+            s = rest;
+            // journalctl -o short-monotonic: `[  12.34] host kernel: `
+            if let Some((host, rest)) = strip_kernel_tag(s) {
+                out.host = host;
+                s = rest;
+                tagged = true;
+            }
+        } else if let Some((t, rest)) = strip_dmesg_t(s) {
+            out.ts = Some(Timestamp::Wall(t.to_string()));
+            s = rest;
+        }
+    } else if let Some((_, n)) = syslog_stamp_len(s) {
+        if let (Some(ts), Some(rest)) = (s.get(..n), s.get(n..)) {
+            let rest = rest.strip_prefix(' ').unwrap_or(rest);
+            out.ts = Some(Timestamp::Wall(ts.to_string()));
+            s = rest;
+            if let Some((host, rest)) = strip_kernel_tag(s) {
+                out.host = host;
+                s = rest;
+                tagged = true;
+            }
+        }
+    } else if let Some(n) = iso_stamp_len(s) {
+        if let (Some(ts), Some(rest)) = (s.get(..n), s.get(n..)) {
+            let rest = rest.strip_prefix(' ').unwrap_or(rest);
+            out.ts = Some(Timestamp::Wall(ts.to_string()));
+            s = rest;
+            if let Some((host, rest)) = strip_kernel_tag(s) {
+                out.host = host;
+                s = rest;
+                tagged = true;
+            }
+        }
+    } else if let Some(rest) = s.strip_prefix("kernel: ") {
+        s = rest;
+        tagged = true;
+    }
+    s = strip_level(s);
+    if tagged {
+        if let Some((t, rest)) = strip_monotonic(s) {
+            if out.ts.is_none() {
+                out.ts = Some(Timestamp::Monotonic(t));
+            } else {
+                out.uptime = Some(t);
+            }
+            s = strip_level(rest);
+        }
+    }
+    if let Some(Timestamp::Monotonic(t)) = out.ts {
+        out.uptime.get_or_insert(t);
+    }
+    out.msg = s;
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------
+
+/// Substrings of which every OOM-related message (other than bare task-table
+/// rows, which start with `[`) contains at least one. Used for the cheap
+/// rejection in [`parse_message`] and by `analyze` to scan whole buffers.
+pub const ANCHORS: &[&str] = &[
+    "illed process", // Killed process, OOM killed process
+    "ill process",   // Kill process, kill process
+    "invoked oom-killer",
+    "oom-kill:",
+    "oom_reaper:",
+    "memory.oom.group",
+    "no killable",
+    "OOM victim",
+    "Kernel panic",
+    "Task in ",
+    "memory: usage",
+    "tgid",
+    "Memory limit reached",
+    "Would have killed",
+];
+
+fn anchor_matcher() -> &'static aho_corasick::AhoCorasick {
+    static AC: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    AC.get_or_init(|| {
+        aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(ANCHORS)
+            .expect("fixed literal patterns always build")
+    })
+}
+
+/// The shared multi-anchor matcher (see [`ANCHORS`]).
+pub fn anchors() -> &'static aho_corasick::AhoCorasick {
+    anchor_matcher()
+}
+
+/// Cheap test: could `msg` be an OOM-related message? False means
+/// [`parse_message`] would return `None`.
+pub fn maybe_oom(msg: &str) -> bool {
+    let t = msg.trim_start();
+    t.starts_with('[') || anchor_matcher().is_match(msg)
+}
+
+fn leading_u32(s: &str) -> Option<(u32, &str)> {
+    let n = s.bytes().take_while(u8::is_ascii_digit).count();
+    let v = s.get(..n)?.parse().ok()?;
+    Some((v, s.get(n..)?))
+}
+
+fn leading_u64(s: &str) -> Option<u64> {
+    let n = s.bytes().take_while(u8::is_ascii_digit).count();
+    s.get(..n)?.parse().ok()
+}
+
+fn leading_i64(s: &str) -> Option<i64> {
+    let neg = s.starts_with('-');
+    let body = if neg { s.get(1..)? } else { s };
+    let n = body.bytes().take_while(u8::is_ascii_digit).count();
+    let v: i64 = body.get(..n)?.parse().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// `key<digits>` anywhere in `s`.
+fn field_u64(s: &str, key: &str) -> Option<u64> {
+    let i = s.find(key)?;
+    leading_u64(s.get(i + key.len()..)?)
+}
+
+fn field_i64(s: &str, key: &str) -> Option<i64> {
+    let i = s.find(key)?;
+    leading_i64(s.get(i + key.len()..)?)
+}
+
+fn field_i32(s: &str, key: &str) -> Option<i32> {
+    field_i64(s, key).and_then(|v| i32::try_from(v).ok())
+}
+
+fn field_u32(s: &str, key: &str) -> Option<u32> {
+    field_u64(s, key).and_then(|v| u32::try_from(v).ok())
+}
+
+/// Split `comm) <trailer>` at the `)` that is followed by one of the known
+/// trailers (comm may itself contain `)`). `at_end` also accepts a `)` (or
+/// `).`) that ends the text. Falls back to the last `)` when `lenient`.
+fn split_comm<'a>(
+    s: &'a str,
+    trailers: &[&str],
+    at_end: bool,
+    lenient: bool,
+) -> Option<(&'a str, &'a str)> {
+    let mut last = None;
+    for pos in memchr::memchr_iter(b')', s.as_bytes()) {
+        let (Some(name), Some(rest)) = (s.get(..pos), s.get(pos + 1..)) else {
+            continue;
+        };
+        if trailers.iter().any(|t| rest.starts_with(t)) {
+            return Some((name, rest));
+        }
+        let r = rest.trim_end();
+        if at_end && (r.is_empty() || r == ".") {
+            return Some((name, rest));
+        }
+        last = Some((name, rest));
+    }
+    if lenient {
+        // Truncated line: `Killed process 12 (ngi` -> the partial name.
+        return last.or(Some((s.trim_end(), "")));
+    }
+    None
+}
+
+/// The `<msg>: ` in front of a marker, without the colon, if any.
+fn message_before(before: &str) -> Option<String> {
+    let m = before.trim_end();
+    let m = m.strip_suffix(':').unwrap_or(m).trim();
+    if m.is_empty() {
+        None
+    } else {
+        Some(m.to_string())
+    }
+}
+
+/// Classify the `%s` message of a kill line (<= 5.0 selection line, 5.1+
+/// killed line) into a constraint.
+pub fn constraint_from_message(message: &str) -> Constraint {
+    let m = message.to_ascii_lowercase();
+    if m.contains("memory cgroup") {
+        Constraint::Memcg
+    } else if m.contains("oom_kill_allocating_task") {
+        Constraint::AllocatingTask
+    } else if m.contains("mpol_bind") || m.contains("memory policy") {
+        Constraint::MemoryPolicy
+    } else if m.contains("cpuset") {
+        Constraint::Cpuset
+    } else if m.contains("out of memory") {
+        Constraint::Global
+    } else {
+        Constraint::Unknown
+    }
+}
+
+fn parse_killed(msg: &str) -> Option<KernelEvent> {
+    // OpenVZ RHEL6: `%s: OOM killed process %d (%s) score %d vm:%lukB, rss:%lukB, swap:%lukB`
+    let (i, marker) = if let Some(i) = msg.find("OOM killed process ") {
+        (i, "OOM killed process ")
+    } else {
+        (msg.find("Killed process ")?, "Killed process ")
+    };
+    let message = message_before(msg.get(..i)?);
+    let after = msg.get(i + marker.len()..)?;
+    let (pid, mut rest) = leading_u32(after)?;
+    // Linux-VServer RHEL6 builds: `%d:#%u, UID ...`
+    if let Some(r) = rest.strip_prefix(":#") {
+        let n = r.bytes().take_while(u8::is_ascii_digit).count();
+        rest = r.get(n..)?;
+    }
+    let mut uid = None;
+    let comm_and_tail;
+    if let Some(r) = rest.strip_prefix(", UID ") {
+        // RHEL 6: `Killed process %d, UID %d, (%s) total-vm:...`
+        let (u, r) = leading_u32(r)?;
+        uid = Some(u);
+        let r = r.trim_start_matches([',', ' ']);
+        comm_and_tail = r.strip_prefix('(')?;
+    } else {
+        comm_and_tail = rest.strip_prefix(" (")?;
+    }
+    let (name, tail) = split_comm(
+        comm_and_tail,
+        &[" total-vm:", ", UID ", " score ", " vm:", ", total-vm:"],
+        true,
+        true,
+    )?;
+    if uid.is_none() {
+        // RHEL 7: `(%s), UID %d, total-vm`; 5.4+: `, UID:%u pgtables`
+        uid = tail
+            .strip_prefix(", UID ")
+            .and_then(leading_u32)
+            .map(|x| x.0)
+            .or_else(|| field_u32(tail, "UID:"));
+    }
+    let total_vm_kb = field_u64(tail, "total-vm:").or_else(|| field_u64(tail, " vm:"));
+    Some(KernelEvent::Killed(Killed {
+        message,
+        pid,
+        name: name.to_string(),
+        uid,
+        total_vm_kb,
+        anon_rss_kb: field_u64(tail, "anon-rss:"),
+        file_rss_kb: field_u64(tail, "file-rss:"),
+        shmem_rss_kb: field_u64(tail, "shmem-rss:"),
+        pgtables_kb: field_u64(tail, "pgtables:"),
+        oom_score_adj: field_i32(tail, "oom_score_adj:"),
+    }))
+}
+
+fn parse_kill_chosen(msg: &str) -> Option<KernelEvent> {
+    let (i, marker) = if let Some(i) = msg.find("Kill process ") {
+        (i, "Kill process ")
+    } else {
+        (msg.find("kill process ")?, "kill process ")
+    };
+    let before = msg.get(..i)?;
+    let after = msg.get(i + marker.len()..)?;
+    let (pid, rest) = leading_u32(after)?;
+    let comm = rest.strip_prefix(" (")?;
+    let (name, tail) = split_comm(
+        comm,
+        &[" score ", " sharing same memory", " or ", " and children"],
+        true,
+        true,
+    )?;
+    if tail.starts_with(" sharing same memory") {
+        return Some(KernelEvent::KillSharing {
+            pid,
+            name: name.to_string(),
+        });
+    }
+    Some(KernelEvent::KillChosen {
+        message: message_before(before).unwrap_or_default(),
+        pid,
+        name: name.to_string(),
+        score: field_i64(tail, " score "),
+    })
+}
+
+fn pid_comm_after<'a>(
+    msg: &'a str,
+    marker: &str,
+    trailers: &[&str],
+) -> Option<(u32, &'a str, &'a str)> {
+    let i = msg.find(marker)?;
+    let after = msg.get(i + marker.len()..)?;
+    let (pid, rest) = leading_u32(after)?;
+    let comm = rest.strip_prefix(" (")?;
+    let (name, tail) = split_comm(comm, trailers, true, true)?;
+    Some((pid, name, tail))
+}
+
+fn parse_invoked(msg: &str) -> Option<KernelEvent> {
+    let i = msg.find(" invoked oom-killer")?;
+    let task = msg.get(..i)?.trim().to_string();
+    let rest = msg.get(i..)?;
+    let gfp_mask = rest.find("gfp_mask=").and_then(|j| {
+        let v = rest.get(j + "gfp_mask=".len()..)?;
+        let end = v.find([',', ' ']).unwrap_or(v.len());
+        v.get(..end).map(str::to_string)
+    });
+    Some(KernelEvent::OomInvoked {
+        task,
+        gfp_mask,
+        order: field_i32(rest, "order="),
+        oom_score_adj: field_i32(rest, "oom_score_adj="),
+    })
+}
+
+fn parse_summary(msg: &str) -> Option<KernelEvent> {
+    let i = msg.find("oom-kill:")?;
+    let s = msg.get(i + "oom-kill:".len()..)?.trim_end();
+    let constraint = match s
+        .strip_prefix("constraint=")
+        .map(|r| r.split(',').next().unwrap_or(""))
+    {
+        Some("CONSTRAINT_NONE") => Constraint::Global,
+        Some("CONSTRAINT_CPUSET") => Constraint::Cpuset,
+        Some("CONSTRAINT_MEMORY_POLICY") => Constraint::MemoryPolicy,
+        Some("CONSTRAINT_MEMCG") => Constraint::Memcg,
+        _ => Constraint::Unknown,
+    };
+    // Parse from the end: `,task=%s,pid=%d,uid=%d`.
+    let (head, uid) = match s.rfind(",uid=") {
+        Some(j) => (s.get(..j)?, s.get(j + 5..).and_then(|u| leading_u32(u)).map(|x| x.0)),
+        None => (s, None),
+    };
+    let j = head.rfind(",pid=")?;
+    let pid = leading_u32(head.get(j + 5..)?)?.0;
+    let head = head.get(..j)?;
+    let tm = head.find(",task_memcg=");
+    let search_from = tm.map(|t| t + 1).unwrap_or(0);
+    // Leftmost `,task=` after task_memcg whose comm fits TASK_COMM_LEN
+    // (both the path and the comm may contain `,task=`).
+    let mut task_at = None;
+    let mut from = search_from;
+    while let Some(k) = head.get(from..).and_then(|h| h.find(",task=")) {
+        let at = from + k;
+        let comm_len = head.len().saturating_sub(at + 6);
+        if task_at.is_none() || comm_len <= 15 {
+            task_at = Some(at);
+            if comm_len <= 15 {
+                break;
+            }
+        }
+        from = at + 1;
+    }
+    let task_at = task_at?;
+    let task = head.get(task_at + 6..)?.to_string();
+    let task_memcg = tm.and_then(|t| head.get(t + ",task_memcg=".len()..task_at)).map(str::to_string);
+    let oom_memcg = head.find(",oom_memcg=").and_then(|o| {
+        let v = head.get(o + ",oom_memcg=".len()..)?;
+        let end = v.find(",task_memcg=").unwrap_or(v.len());
+        v.get(..end).map(str::to_string)
+    });
+    Some(KernelEvent::OomSummary {
+        constraint,
+        oom_memcg,
+        task_memcg,
+        task,
+        pid,
+        uid,
+    })
+}
+
+/// Task-table header columns, e.g. `["pid", "uid", "tgid", "total_vm",
+/// "rss", "cpu", "oom_adj", "oom_score_adj", "name"]`.
+fn parse_table_header(msg: &str) -> Option<Vec<String>> {
+    let t = msg.trim_start().strip_prefix('[')?;
+    let close = t.find(']')?;
+    if t.get(..close)?.trim() != "pid" {
+        return None;
+    }
+    let mut cols = vec!["pid".to_string()];
+    cols.extend(t.get(close + 1..)?.split_ascii_whitespace().map(str::to_string));
+    if cols.len() < 4 || cols.last().map(String::as_str) != Some("name") {
+        return None;
+    }
+    Some(cols)
+}
+
+/// Parse a task-table row. `columns` is the most recent header's column list
+/// (including `pid` and `name`); without it, or when the row does not fit it,
+/// the era is guessed from the number of numeric columns.
+pub fn parse_task_row(msg: &str, columns: Option<&[String]>) -> Option<TaskRow> {
+    let t = msg.trim_start().strip_prefix('[')?;
+    let close = t.find(']')?;
+    let pid: u32 = t.get(..close)?.trim().parse().ok()?;
+    let body = t.get(close + 1..)?;
+    // Up to 12 leading integers, with their end offsets.
+    let mut nums: Vec<(i64, usize)> = Vec::with_capacity(12);
+    let mut pos = 0usize;
+    let bytes = body.as_bytes();
+    while nums.len() < 12 {
+        let start = pos + bytes.get(pos..)?.iter().take_while(|c| **c == b' ' || **c == b'\t').count();
+        let rest = body.get(start..)?;
+        let tok_len = rest.bytes().take_while(|c| *c != b' ' && *c != b'\t').count();
+        if tok_len == 0 {
+            break;
+        }
+        let Some(v) = rest.get(..tok_len).and_then(|x| x.parse::<i64>().ok()) else {
+            break;
+        };
+        nums.push((v, start + tok_len));
+        pos = start + tok_len;
+    }
+    let name_of = |k: usize| -> String {
+        let end = match k.checked_sub(1).and_then(|i| nums.get(i)) {
+            Some((_, e)) => *e,
+            None => 0,
+        };
+        let r = body.get(end..).unwrap_or("");
+        r.strip_prefix(' ').unwrap_or(r).trim_start().trim_end().to_string()
+    };
+    let u = |i: usize| nums.get(i).and_then(|(v, _)| u64::try_from(*v).ok());
+    let adj = |i: usize| nums.get(i).and_then(|(v, _)| i32::try_from(*v).ok());
+    // With a header: columns after pid, before name.
+    if let Some(cols) = columns {
+        let want = cols.len().saturating_sub(2);
+        if want >= 4 && nums.len() >= want {
+            let idx = |c: &str| cols.iter().position(|x| x == c).and_then(|i| i.checked_sub(1));
+            let get = |c: &str| idx(c).and_then(u);
+            let adj_i = idx("oom_score_adj").or_else(|| idx("oom_adj"));
+            // numbers beyond `want` belong to the name (a numeric comm)
+            return Some(TaskRow {
+                pid,
+                uid: u32::try_from(get("uid")?).ok()?,
+                tgid: u32::try_from(get("tgid")?).ok()?,
+                total_vm: get("total_vm")?,
+                rss: get("rss")?,
+                oom_adj: adj_i.and_then(adj),
+                name: name_of(want),
+            });
+        }
+    }
+    let k = nums.len();
+    if k < 4 {
+        return None;
+    }
+    // 6: 2.6.32 (cpu oom_adj); 7: RHEL6/3.4, 3.10, 4.15+; 8: 4.4-4.14;
+    // 10: 6.8+. The last numeric column is the adjustment in all of them.
+    let oom_adj = if k >= 6 { adj(k - 1) } else { None };
+    Some(TaskRow {
+        pid,
+        uid: u32::try_from(u(0)?).ok()?,
+        tgid: u32::try_from(u(1)?).ok()?,
+        total_vm: u(2)?,
+        rss: u(3)?,
+        oom_adj,
+        name: name_of(k),
+    })
+}
+
+fn parse_bracketed(msg: &str, columns: Option<&[String]>) -> Option<KernelEvent> {
+    if let Some(cols) = parse_table_header(msg) {
+        return Some(KernelEvent::TaskTableHeader { columns: cols });
+    }
+    parse_task_row(msg, columns).map(KernelEvent::TaskRow)
+}
+
+fn parse_anchored(msg: &str) -> Option<KernelEvent> {
+    if let Some(i) = msg.find("Kernel panic - not syncing") {
+        let r = msg.get(i + "Kernel panic - not syncing".len()..)?;
+        let r = r.strip_prefix(':').unwrap_or(r).trim();
+        if msg.get(..i).is_some_and(|b| b.ends_with("end ")) {
+            return None; // `---[ end Kernel panic ...]---` trailer
+        }
+        return Some(KernelEvent::Panic {
+            reason: r.to_string(),
+        });
+    }
+    if msg.contains("illed process") {
+        if let Some(p) = msg.find("Would have killed process ") {
+            let (pid, name, _) = pid_comm_after(msg.get(p..)?, "Would have killed process ", &[". But"])?;
+            return Some(KernelEvent::WouldHaveKilled {
+                pid,
+                name: name.to_string(),
+            });
+        }
+        if let Some(ev) = parse_killed(msg) {
+            return Some(ev);
+        }
+    }
+    if msg.contains("ill process ") {
+        if let Some(ev) = parse_kill_chosen(msg) {
+            return Some(ev);
+        }
+    }
+    if msg.contains(" invoked oom-killer") {
+        return parse_invoked(msg);
+    }
+    if msg.contains("oom-kill:") {
+        return parse_summary(msg);
+    }
+    if msg.contains("oom_reaper:") {
+        if msg.contains("reaped process ") {
+            let (pid, name, tail) = pid_comm_after(msg, "reaped process ", &[", now", ","])?;
+            return Some(KernelEvent::Reaped {
+                pid,
+                name: name.to_string(),
+                anon_rss_kb: field_u64(tail, "anon-rss:"),
+            });
+        }
+        if msg.contains("unable to reap pid:") {
+            let (pid, name, _) = pid_comm_after(msg, "unable to reap pid:", &[])?;
+            return Some(KernelEvent::ReapFailed {
+                pid,
+                name: name.to_string(),
+            });
+        }
+        return None;
+    }
+    if let Some(i) = msg.find("Tasks in ") {
+        let r = msg.get(i + "Tasks in ".len()..)?;
+        let j = r.find(" are going to be killed due to memory.oom.group")?;
+        return Some(KernelEvent::OomGroup {
+            memcg: r.get(..j)?.to_string(),
+        });
+    }
+    if let Some(i) = msg.find("Task in ") {
+        let r = msg.get(i + "Task in ".len()..)?;
+        let (a, b) = r.split_once(" killed as a result of limit of ")?;
+        return Some(KernelEvent::MemcgTaskIn {
+            task_memcg: a.to_string(),
+            limit_memcg: b.trim_end().to_string(),
+        });
+    }
+    if let Some(i) = msg.find("memory: usage ") {
+        let before = msg.get(..i)?;
+        if before.ends_with('+') || before.ends_with("k") {
+            return None; // memory+swap:, kmem:
+        }
+        let r = msg.get(i..)?;
+        return Some(KernelEvent::MemcgUsage {
+            usage_kb: field_u64(r, "usage ")?,
+            limit_kb: field_u64(r, "limit ")?,
+            failcnt: field_u64(r, "failcnt ").unwrap_or(0),
+        });
+    }
+    if let Some(i) = msg.find("Memory limit reached of cgroup ") {
+        return Some(KernelEvent::MemcgLimitReached {
+            memcg: msg.get(i + "Memory limit reached of cgroup ".len()..)?.trim_end().to_string(),
+        });
+    }
+    if msg.contains("OOM victim ") && msg.contains("already exiting") {
+        let (pid, name, _) = pid_comm_after(msg, "OOM victim ", &[" is already exiting"])?;
+        return Some(KernelEvent::VictimExiting {
+            pid,
+            name: name.to_string(),
+        });
+    }
+    if msg.contains("Out of memory and no killable processes") {
+        return Some(KernelEvent::NoKillable);
+    }
+    None
 }
 
 /// Parse the kernel's own text. `None` for lines that are not OOM-related.
+///
+/// Task-table rows are parsed by their number of columns; use [`Parser`] to
+/// parse them against the most recent header instead.
 pub fn parse_message(msg: &str) -> Option<KernelEvent> {
-    let _ = msg;
-    todo!("filled by the parser work")
+    parse_message_with(msg, None)
 }
+
+/// [`parse_message`] with the column list of the current task-table header.
+pub fn parse_message_with(msg: &str, columns: Option<&[String]>) -> Option<KernelEvent> {
+    if msg.trim_start().starts_with('[') {
+        if let Some(ev) = parse_bracketed(msg, columns) {
+            return Some(ev);
+        }
+    }
+    if !anchor_matcher().is_match(msg) {
+        return None;
+    }
+    parse_anchored(msg)
+}
+
+/// Stateful wrapper over [`parse_message`]: remembers the last task-table
+/// header so rows are read with that era's columns.
+#[derive(Debug, Default, Clone)]
+pub struct Parser {
+    columns: Option<Vec<String>>,
+}
+
+impl Parser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current header's columns, if one was seen.
+    pub fn columns(&self) -> Option<&[String]> {
+        self.columns.as_deref()
+    }
+
+    /// Parse one message (prefix already stripped).
+    pub fn parse(&mut self, msg: &str) -> Option<KernelEvent> {
+        let ev = parse_message_with(msg, self.columns.as_deref())?;
+        if let KernelEvent::TaskTableHeader { columns } = &ev {
+            self.columns = Some(columns.clone());
+        }
+        Some(ev)
+    }
+
+    /// Strip the prefix and parse a whole raw line.
+    pub fn parse_line<'a>(&mut self, raw: &'a str) -> (LogLine<'a>, Option<KernelEvent>) {
+        let l = split_prefix(raw);
+        let ev = self.parse(l.msg);
+        (l, ev)
+    }
+}
+

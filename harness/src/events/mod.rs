@@ -1,3 +1,5 @@
-//! Events: what the kernel printed and what the payload reported, typed.
+//! Events: what the kernel printed and what the payload reported, typed and
+//! put on one guest-time line.
 
 pub mod kernel;
+pub mod telemetry;

@@ -1,1 +1,146 @@
-//! report
+//! The run's report: a terminal summary for people, JSON for machines.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::scenario::Verdict;
+use crate::verdict::Evidence;
+use crate::vm::accel::AccelDecision;
+use crate::vm::StopReason;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelInfo {
+    /// Catalogue name or the path given.
+    pub name: String,
+    /// `uname -r` as the payload saw it.
+    pub release: Option<String>,
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    /// Wall seconds from QEMU start to the payload's `ready`.
+    pub boot_s: Option<f64>,
+    /// Wall seconds from QEMU start to the verdict.
+    pub wall_s: f64,
+    /// Wall seconds spent deciding the accelerator (0 when cached).
+    pub accel_probe_s: f64,
+    /// The run stopped before its window closed because the verdict could
+    /// no longer change.
+    pub stopped_early: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub verdict: Verdict,
+    pub expected: Option<Verdict>,
+    /// `expected` is absent or equals `verdict`.
+    pub matches: bool,
+    pub why: String,
+    pub accel: AccelDecision,
+    pub kernel: KernelInfo,
+    pub evidence: Evidence,
+    pub timings: Timings,
+    pub stop: StopReason,
+    /// Where the raw console log, telemetry and this report were kept.
+    pub out_dir: Option<PathBuf>,
+    pub qemu_argv: Vec<String>,
+}
+
+impl Report {
+    pub fn exit_code(&self) -> i32 {
+        if self.matches {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+fn opt_s(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2} s"))
+}
+
+/// A few lines a tired on-call engineer reads first.
+pub fn render_terminal(r: &Report) -> String {
+    let e = &r.evidence;
+    let mut s = String::new();
+    let mark = match (r.expected, r.matches) {
+        (None, _) => String::new(),
+        (Some(x), true) => format!("  (expected {x}: ok)"),
+        (Some(x), false) => format!("  (expected {x}: MISMATCH)"),
+    };
+    let _ = writeln!(s, "{}: {}{}", r.scenario, r.verdict.as_str().to_uppercase(), mark);
+    let _ = writeln!(s, "  why:      {}", r.why);
+    let _ = writeln!(
+        s,
+        "  accel:    {}{} ({})",
+        r.accel.used.as_str(),
+        if r.accel.cached { ", cached probe" } else { "" },
+        r.accel.reason
+    );
+    let _ = writeln!(
+        s,
+        "  kernel:   {} ({})",
+        r.kernel.release.as_deref().unwrap_or("release unknown"),
+        r.kernel.name
+    );
+    let _ = writeln!(
+        s,
+        "  oom:      {} kills ({} of re-forked workers), {} respawns, first at {}, last at {}, {}",
+        e.oom_kills,
+        e.kills_of_respawned,
+        e.respawns,
+        opt_s(e.first_oom_s),
+        opt_s(e.last_oom_s),
+        e.kill_rate_per_s
+            .map_or_else(|| "rate -".into(), |r| format!("{r:.1} kills/s")),
+    );
+    let _ = writeln!(
+        s,
+        "  canary:   {} ticks, worst {} ms late, p99 {} ms; quiet tail {:.1} s of {:.1} s",
+        e.canary_ticks,
+        e.canary_max_late_ms.map_or("-".into(), |v| format!("{v:.0}")),
+        e.canary_p99_late_ms.map_or("-".into(), |v| format!("{v:.0}")),
+        e.quiet_tail_s,
+        e.window_s
+    );
+    let a = &e.agreement;
+    let _ = writeln!(
+        s,
+        "  views:    console {} kills, telemetry {} SIGKILLs, vmstat {}: {}",
+        a.console_kills,
+        a.telemetry_sigkills,
+        a.vmstat_oom_kills.map_or("-".into(), |v| v.to_string()),
+        if a.agree { "agree" } else { "DISAGREE" }
+    );
+    let _ = writeln!(
+        s,
+        "  time:     boot {}, verdict after {:.1} s wall{}",
+        opt_s(r.timings.boot_s),
+        r.timings.wall_s,
+        if r.timings.stopped_early { " (early verdict)" } else { "" }
+    );
+    for n in &e.notes {
+        let _ = writeln!(s, "  note:     {n}");
+    }
+    if let Some(d) = &r.out_dir {
+        let _ = writeln!(s, "  logs:     {}", d.display());
+    }
+    s
+}
+
+/// Write JSON atomically (temp file + rename): an interrupted run never
+/// leaves a half-written report.
+pub fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer_pretty(&mut tmp, value)?;
+    std::io::Write::write_all(&mut tmp, b"\n")?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

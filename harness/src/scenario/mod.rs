@@ -1,1 +1,481 @@
-//! scenario
+//! Scenario files: what to boot, what to run in the guest, what to expect.
+//!
+//! YAML, unknown fields rejected, every error names the file, the field and
+//! the line. A scenario is turned into the guest's `scenario.conf`
+//! (guest-payload/PROTOCOL.md) by [`Scenario::guest_conf`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The catalogue kernel a scenario boots when it names none: Debian
+/// bookworm's cloud kernel (images/kernels.*).
+pub const DEFAULT_KERNEL: &str = "debian-bookworm-cloud-6.1";
+
+/// The verdicts a run can end in; a scenario's `expect:` names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// OOM kills keep hitting respawned workers until the window closes.
+    Livelock,
+    /// At least one OOM kill, then a quiet stretch of `settle_s`.
+    Recovered,
+    /// No OOM kill at all.
+    NoOom,
+    /// The kernel panicked.
+    Panic,
+    /// Neither console nor telemetry progressed for `hang_s`.
+    Hang,
+    /// The payload never said `ready`.
+    BootFailure,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Livelock => "livelock",
+            Verdict::Recovered => "recovered",
+            Verdict::NoOom => "no-oom",
+            Verdict::Panic => "panic",
+            Verdict::Hang => "hang",
+            Verdict::BootFailure => "boot-failure",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// Probe KVM by booting; fall back to TCG and say why.
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The verdict this scenario should produce; exit code 1 when it differs.
+    #[serde(default)]
+    pub expect: Option<Verdict>,
+    #[serde(default)]
+    pub vm: VmSpec,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub workload: Workload,
+    /// `- cgroup: {...}` maps, not YAML `!tags`: what people write by hand.
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
+    pub mitigations: Vec<Mitigation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VmSpec {
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub accel: Accel,
+    /// A kernel catalogue name (images/kernels.toml) or a path to a bzImage.
+    pub kernel: String,
+    /// Extra kernel command-line words, appended after oomlab's own.
+    pub cmdline: Vec<String>,
+}
+
+impl Default for VmSpec {
+    fn default() -> Self {
+        VmSpec {
+            memory_mib: 256,
+            cpus: 1,
+            accel: Accel::Auto,
+            kernel: DEFAULT_KERNEL.to_string(),
+            cmdline: Vec::new(),
+        }
+    }
+}
+
+/// Times in seconds. `duration_s` and `settle_s` are guest time; the rest
+/// are wall-clock limits enforced by the harness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Observation window, from the payload's `ready`.
+    pub duration_s: f64,
+    /// A kill-free (and respawn-free) stretch this long means "recovered".
+    pub settle_s: f64,
+    /// No console and no telemetry output for this long means "hang".
+    pub hang_s: f64,
+    /// From QEMU start to the payload's `ready`.
+    pub boot_s: f64,
+    /// Hard wall-clock limit for the whole run; 0 = derived.
+    pub wall_s: f64,
+    /// Stop as soon as the verdict can no longer change (see verdict::early).
+    pub early_verdict: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            duration_s: 12.0,
+            settle_s: 3.0,
+            hang_s: 15.0,
+            boot_s: 60.0,
+            wall_s: 0.0,
+            early_verdict: true,
+        }
+    }
+}
+
+impl Limits {
+    /// The hard limit actually enforced: the configured one, or boot +
+    /// window + generous slack for a slow TCG host.
+    pub fn wall_limit_s(&self) -> f64 {
+        if self.wall_s > 0.0 {
+            self.wall_s
+        } else {
+            self.boot_s + self.duration_s * 2.0 + 30.0
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Respawn {
+    /// nginx: re-fork on SIGCHLD, at once.
+    #[default]
+    Immediate,
+    Delay,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    pub workers: u32,
+    pub worker_mem_mib: u32,
+    /// Grow in steps of this much (0 = all at once), mimicking a worker whose
+    /// heap grows with traffic.
+    pub worker_step_mib: u32,
+    pub worker_step_ms: u32,
+    pub touch_ms: u32,
+    pub respawn: Respawn,
+    pub respawn_delay_ms: u32,
+    pub canary_ms: u32,
+    pub sample_ms: u32,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            workers: 4,
+            worker_mem_mib: 60,
+            worker_step_mib: 0,
+            worker_step_ms: 0,
+            touch_ms: 50,
+            respawn: Respawn::Immediate,
+            respawn_delay_ms: 0,
+            canary_ms: 100,
+            sample_ms: 500,
+        }
+    }
+}
+
+/// A mitigation under test. One YAML map key per kind, so the coming
+/// catalogue can grow without breaking old files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Mitigation {
+    /// Master and workers in a cgroup v2 with `memory.max`, optionally
+    /// `memory.oom.group` (kill the whole group on one OOM).
+    Cgroup {
+        memory_max_mib: u32,
+        #[serde(default)]
+        oom_group: bool,
+    },
+    /// Written under /proc/sys before the master starts.
+    Sysctl { key: String, value: String },
+    /// `oom_score_adj` for the master (set after its first fork) and workers.
+    OomScoreAdj {
+        #[serde(default)]
+        master: Option<i32>,
+        #[serde(default)]
+        workers: Option<i32>,
+    },
+}
+
+/// Why a scenario file was refused. Every message names the file; parse
+/// errors name the line and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {msg}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        msg: String,
+    },
+    #[error("{path}: {msg}")]
+    ParseNoLocation { path: PathBuf, msg: String },
+    #[error("{path}:{line}: field `{field}`: {msg}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        field: String,
+        msg: String,
+    },
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parse and validate `text`; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| match e.location() {
+            Some(loc) => ScenarioError::Parse {
+                path: path.to_path_buf(),
+                line: loc.line(),
+                column: loc.column(),
+                msg: e.to_string(),
+            },
+            None => ScenarioError::ParseNoLocation {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            },
+        })?;
+        scenario.validate(path, text)?;
+        Ok(scenario)
+    }
+
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ScenarioError> {
+        let bad = |field: &str, msg: String| ScenarioError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of_field(text, field),
+            field: field.to_string(),
+            msg,
+        };
+        if self.name.trim().is_empty() {
+            return Err(bad("name", "must not be empty".into()));
+        }
+        if self.name.contains(['\n', '=', '"']) {
+            return Err(bad("name", "must not contain newlines, '=' or '\"'".into()));
+        }
+        let vm = &self.vm;
+        if !(64..=65536).contains(&vm.memory_mib) {
+            return Err(bad(
+                "vm.memory_mib",
+                format!("{} is out of range 64..=65536", vm.memory_mib),
+            ));
+        }
+        if !(1..=64).contains(&vm.cpus) {
+            return Err(bad("vm.cpus", format!("{} is out of range 1..=64", vm.cpus)));
+        }
+        if vm.kernel.trim().is_empty() {
+            return Err(bad("vm.kernel", "must name a catalogue kernel or a path".into()));
+        }
+        let l = &self.limits;
+        for (field, v, min) in [
+            ("limits.duration_s", l.duration_s, 1.0),
+            ("limits.settle_s", l.settle_s, 0.1),
+            ("limits.hang_s", l.hang_s, 1.0),
+            ("limits.boot_s", l.boot_s, 1.0),
+        ] {
+            if !v.is_finite() || v < min || v > 3600.0 {
+                return Err(bad(field, format!("{v} is out of range {min}..=3600")));
+            }
+        }
+        if !l.wall_s.is_finite() || l.wall_s < 0.0 || l.wall_s > 7200.0 {
+            return Err(bad("limits.wall_s", format!("{} is out of range 0..=7200", l.wall_s)));
+        }
+        if l.settle_s >= l.duration_s {
+            return Err(bad(
+                "limits.settle_s",
+                format!(
+                    "{} must be shorter than limits.duration_s ({}): a quiet stretch must fit in the window",
+                    l.settle_s, l.duration_s
+                ),
+            ));
+        }
+        if l.wall_s > 0.0 && l.wall_s < l.duration_s {
+            return Err(bad(
+                "limits.wall_s",
+                format!("{} is shorter than limits.duration_s ({})", l.wall_s, l.duration_s),
+            ));
+        }
+        let w = &self.workload;
+        if !(1..=256).contains(&w.workers) {
+            return Err(bad("workload.workers", format!("{} is out of range 1..=256", w.workers)));
+        }
+        if w.worker_mem_mib == 0 {
+            return Err(bad("workload.worker_mem_mib", "must be at least 1".into()));
+        }
+        if w.worker_step_mib > w.worker_mem_mib {
+            return Err(bad(
+                "workload.worker_step_mib",
+                format!("{} is larger than worker_mem_mib ({})", w.worker_step_mib, w.worker_mem_mib),
+            ));
+        }
+        if !(10..=10_000).contains(&w.canary_ms) {
+            return Err(bad("workload.canary_ms", format!("{} is out of range 10..=10000", w.canary_ms)));
+        }
+        if !(50..=60_000).contains(&w.sample_ms) {
+            return Err(bad("workload.sample_ms", format!("{} is out of range 50..=60000", w.sample_ms)));
+        }
+        if w.respawn != Respawn::Delay && w.respawn_delay_ms != 0 {
+            return Err(bad(
+                "workload.respawn_delay_ms",
+                "is only meaningful with `respawn: delay`".into(),
+            ));
+        }
+        let mut seen_cgroup = false;
+        for m in &self.mitigations {
+            match m {
+                Mitigation::Cgroup { memory_max_mib, .. } => {
+                    if seen_cgroup {
+                        return Err(bad("mitigations.cgroup", "given twice".into()));
+                    }
+                    seen_cgroup = true;
+                    if *memory_max_mib == 0 || *memory_max_mib >= vm.memory_mib {
+                        return Err(bad(
+                            "mitigations.cgroup.memory_max_mib",
+                            format!(
+                                "{memory_max_mib} must be between 1 and vm.memory_mib ({}) exclusive",
+                                vm.memory_mib
+                            ),
+                        ));
+                    }
+                }
+                Mitigation::Sysctl { key, value } => {
+                    let ok_key = !key.is_empty()
+                        && key
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                        && !key.contains("..");
+                    if !ok_key {
+                        return Err(bad(
+                            "mitigations.sysctl.key",
+                            format!("`{key}` is not a sysctl name like vm.overcommit_memory"),
+                        ));
+                    }
+                    if value.contains(['\n', '=']) {
+                        return Err(bad(
+                            "mitigations.sysctl.value",
+                            "must not contain newlines or '='".into(),
+                        ));
+                    }
+                }
+                Mitigation::OomScoreAdj { master, workers } => {
+                    for (f, v) in [("master", master), ("workers", workers)] {
+                        if let Some(v) = v {
+                            if !(-1000..=1000).contains(v) {
+                                return Err(bad(
+                                    &format!("mitigations.oom_score_adj.{f}"),
+                                    format!("{v} is out of range -1000..=1000"),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The guest's `scenario.conf` (guest-payload/PROTOCOL.md).
+    pub fn guest_conf(&self) -> String {
+        let w = &self.workload;
+        let mut lines = vec![
+            format!("name={}", self.name),
+            format!("duration_ms={}", (self.limits.duration_s * 1000.0).round() as u64),
+            format!("workers={}", w.workers),
+            format!("worker_mem_kib={}", u64::from(w.worker_mem_mib) * 1024),
+            format!("worker_step_kib={}", u64::from(w.worker_step_mib) * 1024),
+            format!("worker_step_ms={}", w.worker_step_ms),
+            format!("touch_ms={}", w.touch_ms),
+            format!(
+                "respawn={}",
+                match w.respawn {
+                    Respawn::Immediate => "immediate",
+                    Respawn::Delay => "delay",
+                    Respawn::None => "none",
+                }
+            ),
+            format!("respawn_delay_ms={}", w.respawn_delay_ms),
+            format!("canary_ms={}", w.canary_ms),
+            format!("sample_ms={}", w.sample_ms),
+        ];
+        for m in &self.mitigations {
+            match m {
+                Mitigation::Cgroup {
+                    memory_max_mib,
+                    oom_group,
+                } => {
+                    lines.push(format!(
+                        "cgroup_memory_max_kib={}",
+                        u64::from(*memory_max_mib) * 1024
+                    ));
+                    lines.push(format!("cgroup_oom_group={}", u8::from(*oom_group)));
+                }
+                Mitigation::Sysctl { key, value } => lines.push(format!("sysctl={key}={value}")),
+                Mitigation::OomScoreAdj { master, workers } => {
+                    if let Some(v) = master {
+                        lines.push(format!("master_oom_score_adj={v}"));
+                    }
+                    if let Some(v) = workers {
+                        lines.push(format!("worker_oom_score_adj={v}"));
+                    }
+                }
+            }
+        }
+        let mut s = lines.join("\n");
+        s.push('\n');
+        s
+    }
+}
+
+/// Best-effort line of a (possibly dotted) field in the YAML text, for
+/// semantic errors that serde cannot locate: the line of the last path
+/// component found after its parent's line. 0 when not written at all
+/// (a default was used).
+pub fn line_of_field(text: &str, dotted: &str) -> usize {
+    let mut from = 0usize;
+    let mut found = 0usize;
+    for part in dotted.split('.') {
+        let hit = text.lines().enumerate().skip(from).find(|(_, l)| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.strip_prefix(part)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        });
+        match hit {
+            Some((i, _)) => {
+                found = i + 1;
+                from = i;
+            }
+            None => return found,
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests;

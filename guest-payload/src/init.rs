@@ -1,0 +1,272 @@
+//! PID 1 duties: mount, open the telemetry port, read the scenario, start
+//! canary and master, reap and sample until the window closes, power off.
+
+use std::io;
+
+use crate::config::{self, Scenario};
+use crate::sys::{self, Fork};
+use crate::telemetry::{self, Line};
+use crate::{canary, master, sample};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const CONF_PATH: &str = "/oomlab/scenario.conf";
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const CGROUP_DIR: &str = "/sys/fs/cgroup/oomlab";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// PID 1 of the guest.
+    Guest,
+    /// Run by hand (`OOMLAB_PAYLOAD_SELFTEST=1`): no mounts, cgroups, sysctls
+    /// or power-off; telemetry on stdout; only our own children are killed.
+    SelfTest,
+}
+
+/// Console (stderr) line that can never panic: PID 1 must not die over a
+/// broken console.
+fn console(msg: &str) {
+    sys::write_all(2, format!("oomlab payload: {msg}\n").as_bytes());
+}
+
+/// Entry point. In the guest it never returns.
+pub fn run() -> i32 {
+    let pid1 = sys::getpid() == 1;
+    let selftest = std::env::var_os("OOMLAB_PAYLOAD_SELFTEST").is_some_and(|v| v == "1");
+    if !pid1 && !selftest {
+        console("must run as PID 1 (/init); set OOMLAB_PAYLOAD_SELFTEST=1 for a dry run");
+        return 2;
+    }
+    install_panic_hook();
+    let code = orchestrate(if pid1 { Mode::Guest } else { Mode::SelfTest });
+    if pid1 {
+        telemetry::drain();
+        sys::power_off();
+    }
+    code
+}
+
+/// A panic anywhere must not return from PID 1 (the kernel would panic
+/// with "Attempted to kill init"): report it and power off instead. In a
+/// child, report it and die quietly.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = format!("panic in pid {}: {info}", sys::getpid());
+        telemetry::error(&msg);
+        console(&msg);
+        if sys::getpid() == 1 {
+            telemetry::drain();
+            sys::power_off();
+        }
+        // SAFETY: ends this process without unwinding into inherited state.
+        unsafe { libc::_exit(101) };
+    }));
+}
+
+fn orchestrate(mode: Mode) -> i32 {
+    let guest = mode == Mode::Guest;
+    let mut mounts = Vec::new();
+    if guest {
+        for (src, target, fstype) in [
+            ("proc", "/proc", "proc"),
+            ("sysfs", "/sys", "sysfs"),
+            ("devtmpfs", "/dev", "devtmpfs"),
+        ] {
+            mounts.push((
+                format!("{fstype} on {target}"),
+                sys::mount(src, target, fstype),
+            ));
+        }
+        sys::ensure_console_fds();
+    }
+    console(&format!(
+        "{VERSION} starting ({})",
+        if guest { "pid 1" } else { "self-test" }
+    ));
+    if guest {
+        match sys::open_raw_tty(c"/dev/ttyS1") {
+            Ok(fd) => telemetry::set_fd(fd),
+            Err(e) => {
+                console(&format!("/dev/ttyS1: {e}; telemetry goes to the console"));
+                telemetry::set_fd(1);
+            }
+        }
+    }
+    for (what, res) in &mounts {
+        report("mount", what, res);
+    }
+
+    let conf_path = match mode {
+        Mode::Guest => CONF_PATH.to_string(),
+        Mode::SelfTest => std::env::var("OOMLAB_SCENARIO").unwrap_or_else(|_| CONF_PATH.into()),
+    };
+    let text = std::fs::read_to_string(&conf_path).unwrap_or_else(|e| {
+        telemetry::error(&format!("{conf_path}: {e}; using defaults"));
+        String::new()
+    });
+    let (sc, diags) = config::parse(&text);
+    for d in &diags {
+        telemetry::error(&d.to_string());
+    }
+
+    let first = sample::read();
+    let ready = sys::monotonic();
+    Line::at(sys::secs(&ready), "ready")
+        .str("name", &sc.name)
+        .str("kernel", &sys::kernel_release())
+        .opt_uint("mem_total_kib", first.mem_total_kib)
+        .str("payload", VERSION)
+        .emit();
+
+    let cgroup = sc.cgroup_memory_max_kib.is_some();
+    if cgroup {
+        if guest {
+            setup_cgroup(&sc);
+        } else {
+            telemetry::setup("cgroup", false, "skipped in self-test");
+        }
+    }
+    for (key, value) in &sc.sysctls {
+        let what = format!("sysctl:{key}");
+        if guest {
+            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            report(
+                &what,
+                &format!("{path}={value}"),
+                &sys::write_file(&path, value),
+            );
+        } else {
+            telemetry::setup(&what, false, "skipped in self-test");
+        }
+    }
+
+    // Blocked before the first fork, so no child's death can slip by.
+    sys::block_sigchld();
+    if mode == Mode::SelfTest {
+        // Orphaned workers come back to us, as they would to PID 1.
+        // SAFETY: plain prctl on ourselves.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+    }
+    let mut children: Vec<(i32, &'static str)> = Vec::with_capacity(2);
+    if sc.canary_ms > 0 {
+        if let Some(pid) = fork_child("canary", || {
+            sys::unblock_all_signals();
+            canary::run(sc.canary_ms)
+        }) {
+            children.push((pid, "canary"));
+        }
+    }
+    let master = fork_child("master", || master::run(&sc, cgroup && guest));
+    if let Some(pid) = master {
+        children.push((pid, "master"));
+    }
+
+    sample::emit(&first);
+    supervise(&sc, &ready, &mut children);
+
+    Line::new("done").str("reason", "duration").emit();
+    console(if guest { "done, powering off" } else { "done" });
+    if mode == Mode::SelfTest {
+        // The master leads a process group holding all workers, orphans too.
+        for &(pid, role) in &children {
+            let target = if role == "master" { -pid } else { pid };
+            // SAFETY: plain kill of our own children.
+            unsafe { libc::kill(target, libc::SIGKILL) };
+        }
+        if let Some(pid) = master {
+            // SAFETY: as above; covers a master that died before its workers.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        while sys::reap(false).is_some() {}
+    }
+    0
+}
+
+/// Reaps children (ours by role, reparented ones as "orphan") and samples
+/// memory until `duration_ms` after `ready`.
+fn supervise(sc: &Scenario, ready: &libc::timespec, children: &mut Vec<(i32, &'static str)>) {
+    let deadline = sys::add_ms(ready, sc.duration_ms);
+    let mut next_sample = sys::add_ms(ready, sc.sample_ms);
+    loop {
+        while let Some((pid, how)) = sys::reap(true) {
+            let role = match children.iter().position(|&(p, _)| p == pid) {
+                Some(i) => children.swap_remove(i).1,
+                None => "orphan",
+            };
+            telemetry::exit(pid, role, how);
+        }
+        let now = sys::monotonic();
+        if sys::diff_ms(&now, &deadline) >= 0.0 {
+            return;
+        }
+        let mut wake = deadline;
+        if sc.sample_ms > 0 {
+            if sys::diff_ms(&now, &next_sample) >= 0.0 {
+                sample::emit(&sample::read());
+                next_sample = sys::add_ms(&next_sample, sc.sample_ms);
+                // After a stall, resume the cadence instead of catching up.
+                if sys::diff_ms(&next_sample, &now) <= 0.0 {
+                    next_sample = sys::add_ms(&now, sc.sample_ms);
+                }
+            }
+            if sys::diff_ms(&next_sample, &wake) < 0.0 {
+                wake = next_sample;
+            }
+        }
+        sys::wait_sigchld(sys::diff_ms(&wake, &sys::monotonic()));
+    }
+}
+
+/// Forks `body` as a child of init and reports its `spawn`; a failed fork
+/// is reported and the run goes on without that child.
+fn fork_child(role: &str, body: impl FnOnce()) -> Option<i32> {
+    match sys::fork() {
+        Ok(Fork::Child) => {
+            body();
+            // SAFETY: bodies never return; if one did, it must not run init's code.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(Fork::Parent(pid)) => {
+            telemetry::spawn(pid, sys::getpid(), role);
+            Some(pid)
+        }
+        Err(e) => {
+            telemetry::error(&format!("fork {role}: {e}"));
+            None
+        }
+    }
+}
+
+fn report(what: &str, detail: &str, res: &io::Result<()>) -> bool {
+    match res {
+        Ok(()) => telemetry::setup(what, true, detail),
+        Err(e) => telemetry::setup(what, false, &format!("{detail}: {e}")),
+    }
+    res.is_ok()
+}
+
+/// Puts the (future) master's cgroup in place; each step is one `setup`
+/// event, and the first failure stops the chain.
+fn setup_cgroup(sc: &Scenario) {
+    let max_bytes = sc.cgroup_memory_max_kib.unwrap_or(0).saturating_mul(1024);
+    let step = |detail: &str, res: io::Result<()>| report("cgroup", detail, &res);
+    let _ = step(
+        "mount cgroup2 on /sys/fs/cgroup",
+        sys::mount("cgroup2", CGROUP_ROOT, "cgroup2"),
+    ) && step(
+        "+memory in cgroup.subtree_control",
+        sys::write_file(&format!("{CGROUP_ROOT}/cgroup.subtree_control"), "+memory"),
+    ) && step(
+        "mkdir /sys/fs/cgroup/oomlab",
+        match std::fs::create_dir(CGROUP_DIR) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        },
+    ) && step(
+        &format!("memory.max={max_bytes}"),
+        sys::write_file(&format!("{CGROUP_DIR}/memory.max"), &max_bytes.to_string()),
+    ) && (!sc.cgroup_oom_group
+        || step(
+            "memory.oom.group=1",
+            sys::write_file(&format!("{CGROUP_DIR}/memory.oom.group"), "1"),
+        ));
+}

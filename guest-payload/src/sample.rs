@@ -1,0 +1,89 @@
+//! `mem` samples: `/proc/meminfo` plus the `oom_kill` counter of `/proc/vmstat`.
+
+use crate::telemetry::Line;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MemSample {
+    pub mem_total_kib: Option<u64>,
+    pub mem_available_kib: Option<u64>,
+    pub mem_free_kib: Option<u64>,
+    pub swap_free_kib: Option<u64>,
+    /// `/proc/vmstat` has it since 4.13.
+    pub oom_kill: Option<u64>,
+}
+
+/// Value of `Key:   1234 kB` in meminfo-style text.
+fn meminfo_field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Value of `key 1234` in vmstat-style text.
+fn vmstat_field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        if it.next()? != key {
+            return None;
+        }
+        it.next()?.parse().ok()
+    })
+}
+
+pub fn parse(meminfo: &str, vmstat: &str) -> MemSample {
+    MemSample {
+        mem_total_kib: meminfo_field(meminfo, "MemTotal"),
+        mem_available_kib: meminfo_field(meminfo, "MemAvailable"),
+        mem_free_kib: meminfo_field(meminfo, "MemFree"),
+        swap_free_kib: meminfo_field(meminfo, "SwapFree"),
+        oom_kill: vmstat_field(vmstat, "oom_kill"),
+    }
+}
+
+pub fn read() -> MemSample {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let vmstat = std::fs::read_to_string("/proc/vmstat").unwrap_or_default();
+    parse(&meminfo, &vmstat)
+}
+
+pub fn emit(s: &MemSample) {
+    Line::new("mem")
+        .opt_uint("mem_total_kib", s.mem_total_kib)
+        .opt_uint("mem_available_kib", s.mem_available_kib)
+        .opt_uint("mem_free_kib", s.mem_free_kib)
+        .opt_uint("swap_free_kib", s.swap_free_kib)
+        .opt_uint("oom_kill", s.oom_kill)
+        .emit();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_files() {
+        let meminfo = "MemTotal:         230000 kB\nMemFree:           12000 kB\n\
+                       MemAvailable:      15000 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n";
+        let vmstat = "nr_free_pages 3000\noom_kill_x 9\noom_kill 17\n";
+        let s = parse(meminfo, vmstat);
+        assert_eq!(
+            s,
+            MemSample {
+                mem_total_kib: Some(230_000),
+                mem_available_kib: Some(15_000),
+                mem_free_kib: Some(12_000),
+                swap_free_kib: Some(0),
+                oom_kill: Some(17),
+            }
+        );
+    }
+
+    #[test]
+    fn old_kernels_lack_fields() {
+        let s = parse("MemTotal: 100 kB\n", "pgfault 5\n");
+        assert_eq!(s.mem_total_kib, Some(100));
+        assert_eq!(s.mem_available_kib, None);
+        assert_eq!(s.oom_kill, None);
+    }
+}

@@ -1,0 +1,320 @@
+//! The main job, stage by stage: scenario -> image -> vm -> verdict ->
+//! report. The CLI and the end-to-end tests both call [`run_scenario`].
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc::UnboundedSender, watch};
+
+use crate::image::{self, ImageError, KernelImage};
+use crate::report::{self, KernelInfo, Report, Timings};
+use crate::scenario::{Accel, Limits, Scenario};
+use crate::vm::accel::{self, AccelDecision, ProbeResult};
+use crate::vm::{self, AccelKind, Cancel, Output, StopReason, VmConfig, VmError};
+
+/// What the main job tells its UI.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Stage(String),
+    Accel(AccelDecision),
+    Vm(Output),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("interrupted by signal {0}")]
+    Interrupted(i32),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExperimentError {
+    let what = what.into();
+    move |source| ExperimentError::Io { what, source }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides the scenario's `vm.accel`.
+    pub accel: Option<Accel>,
+    /// Overrides the scenario's `vm.kernel`.
+    pub kernel: Option<String>,
+    /// Where to keep console.log, telemetry.jsonl and report.json; default
+    /// `oomlab-runs/<scenario>-<unix time>` under the current directory.
+    pub out_dir: Option<PathBuf>,
+    /// Ignore the cached KVM probe and probe again.
+    pub reprobe: bool,
+}
+
+/// A cancel future from a watch channel that a signal handler fills.
+pub fn cancel_on(mut rx: watch::Receiver<Option<i32>>) -> Cancel {
+    Box::pin(async move {
+        loop {
+            if let Some(sig) = *rx.borrow_and_update() {
+                return sig;
+            }
+            if rx.changed().await.is_err() {
+                // Sender gone: nobody can cancel any more.
+                std::future::pending::<()>().await;
+            }
+        }
+    })
+}
+
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ImageError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, ExperimentError>> {
+    async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| ExperimentError::Io {
+                what: "image preparation".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .map_err(ExperimentError::from)
+    }
+}
+
+fn scratch_dir() -> Result<tempfile::TempDir, ExperimentError> {
+    tempfile::Builder::new()
+        .prefix("oomlab-run-")
+        .tempdir()
+        .map_err(io("create the run's temp dir"))
+}
+
+/// The probe's workload: one tiny worker, half a second, then power-off.
+const PROBE_CONF: &str = "name=kvm-probe\nduration_ms=500\nworkers=1\nworker_mem_kib=1024\ncanary_ms=100\nsample_ms=200\n";
+
+/// Boot the real kernel + payload under KVM and believe only `ready` and
+/// `done` from the payload.
+async fn probe_kvm(
+    qemu: &Path,
+    kernel: &KernelImage,
+    payload: &Path,
+    cancel: watch::Receiver<Option<i32>>,
+) -> Result<ProbeResult, ExperimentError> {
+    let when = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let result = |kvm_works, detail: String| ProbeResult {
+        kvm_works,
+        detail,
+        when,
+    };
+    if let Err(why) = accel::kvm_device_check(Path::new("/dev/kvm")) {
+        return Ok(result(false, why));
+    }
+    let scratch = scratch_dir()?;
+    let initrd = scratch.path().join("probe.cpio");
+    {
+        let (initrd, payload) = (initrd.clone(), payload.to_path_buf());
+        blocking(move || image::write_initramfs(&initrd, &payload, PROBE_CONF)).await?;
+    }
+    let cfg = VmConfig {
+        qemu: qemu.to_path_buf(),
+        accel: AccelKind::Kvm,
+        kernel: kernel.path.clone(),
+        initrd,
+        memory_mib: 256,
+        cpus: 1,
+        cmdline: vm::args::kernel_cmdline(&[]),
+        scratch: scratch.path().to_path_buf(),
+        keep_logs: None,
+    };
+    let limits = Limits {
+        duration_s: 1.0,
+        settle_s: 0.5,
+        hang_s: 10.0,
+        boot_s: 20.0,
+        wall_s: 25.0,
+        early_verdict: false,
+    };
+    let started = Instant::now();
+    let out = vm::run(&cfg, &limits, 1, None, cancel_on(cancel)).await?;
+    if let StopReason::Interrupted(sig) = out.stop {
+        return Err(ExperimentError::Interrupted(sig));
+    }
+    let took = started.elapsed().as_secs_f64();
+    let r = &out.record;
+    Ok(if r.ready_t.is_some() && r.done_t.is_some() {
+        result(true, format!("payload ran to `done` in {took:.1} s"))
+    } else {
+        let qemu_said = r
+            .guest_errors
+            .iter()
+            .find(|e| e.starts_with("qemu:"))
+            .map(|e| e.lines().next().unwrap_or("").to_string())
+            .unwrap_or_default();
+        result(
+            false,
+            format!(
+                "booting under KVM failed after {took:.1} s ({:?}, ready={}, {} console lines) {qemu_said}",
+                out.stop,
+                r.ready_t.is_some(),
+                r.console_lines
+            )
+            .trim_end()
+            .to_string(),
+        )
+    })
+}
+
+/// Decide the accelerator for `requested`, probing (and caching) for auto.
+pub async fn choose_accel(
+    requested: Accel,
+    qemu: &Path,
+    kernel: &KernelImage,
+    payload: &Path,
+    reprobe: bool,
+    cancel: watch::Receiver<Option<i32>>,
+) -> Result<(AccelDecision, f64), ExperimentError> {
+    if requested != Accel::Auto {
+        return Ok((accel::decide(requested, None), 0.0));
+    }
+    let started = Instant::now();
+    let key = accel::probe_key(
+        &accel::host_release(),
+        &accel::qemu_version(qemu),
+        &kernel.sha256,
+    );
+    let file = image::cache_dir().ok().map(|d| accel::cache_file(&d));
+    if !reprobe {
+        if let Some(hit) = file.as_deref().and_then(|f| accel::load_cached(f, &key)) {
+            return Ok((accel::decide(requested, Some((&hit, true))), 0.0));
+        }
+    }
+    let fresh = probe_kvm(qemu, kernel, payload, cancel).await?;
+    if let Some(f) = &file {
+        // A cache we cannot write only costs the probe next time.
+        let _ = accel::store_cached(f, &key, &fresh);
+    }
+    Ok((
+        accel::decide(requested, Some((&fresh, false))),
+        started.elapsed().as_secs_f64(),
+    ))
+}
+
+fn default_out_dir(name: &str) -> PathBuf {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("oomlab-runs").join(format!("{name}-{secs}"))
+}
+
+/// Run one scenario end to end and return its report (also written as
+/// `report.json` in the output folder).
+pub async fn run_scenario(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    ui: Option<UnboundedSender<Progress>>,
+    cancel: watch::Receiver<Option<i32>>,
+) -> Result<Report, ExperimentError> {
+    let say = |p: Progress| {
+        if let Some(tx) = &ui {
+            let _ = tx.send(p);
+        }
+    };
+    let qemu = vm::find_qemu()?;
+    let kernel_spec = opts.kernel.clone().unwrap_or_else(|| scenario.vm.kernel.clone());
+    say(Progress::Stage(format!("kernel {kernel_spec}")));
+    let kernel = blocking(move || image::resolve_kernel(&kernel_spec)).await?;
+    say(Progress::Stage("guest payload".into()));
+    let payload = blocking(image::locate_payload).await?;
+
+    let requested = opts.accel.unwrap_or(scenario.vm.accel);
+    let (decision, probe_s) = choose_accel(
+        requested,
+        &qemu,
+        &kernel,
+        &payload,
+        opts.reprobe,
+        cancel.clone(),
+    )
+    .await?;
+    say(Progress::Accel(decision.clone()));
+
+    let out_dir = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| default_out_dir(&scenario.name));
+    std::fs::create_dir_all(&out_dir).map_err(io(format!("create {}", out_dir.display())))?;
+
+    let scratch = scratch_dir()?;
+    let initrd = scratch.path().join("initrd.cpio");
+    {
+        let (initrd, payload, conf) = (initrd.clone(), payload.clone(), scenario.guest_conf());
+        blocking(move || image::write_initramfs(&initrd, &payload, &conf)).await?;
+    }
+    let cfg = VmConfig {
+        qemu,
+        accel: decision.used,
+        kernel: kernel.path.clone(),
+        initrd,
+        memory_mib: scenario.vm.memory_mib,
+        cpus: scenario.vm.cpus,
+        cmdline: vm::args::kernel_cmdline(&scenario.vm.cmdline),
+        scratch: scratch.path().to_path_buf(),
+        keep_logs: Some(out_dir.clone()),
+    };
+    let (vm_tx, mut vm_rx) = tokio::sync::mpsc::unbounded_channel();
+    let forward = {
+        let ui = ui.clone();
+        tokio::spawn(async move {
+            while let Some(o) = vm_rx.recv().await {
+                if let Some(tx) = &ui {
+                    let _ = tx.send(Progress::Vm(o));
+                }
+            }
+        })
+    };
+    say(Progress::Stage(format!("boot under {}", decision.used.as_str())));
+    let out = vm::run(
+        &cfg,
+        &scenario.limits,
+        scenario.workload.workers as usize,
+        Some(vm_tx),
+        cancel_on(cancel),
+    )
+    .await?;
+    let _ = forward.await;
+    drop(scratch);
+    if let StopReason::Interrupted(sig) = out.stop {
+        return Err(ExperimentError::Interrupted(sig));
+    }
+    let judgement = out.record.judge(&scenario.limits);
+    let report = Report {
+        scenario: scenario.name.clone(),
+        verdict: judgement.verdict,
+        expected: scenario.expect,
+        matches: scenario.expect.is_none_or(|e| e == judgement.verdict),
+        why: judgement.why,
+        accel: decision,
+        kernel: KernelInfo {
+            name: kernel.name.clone(),
+            release: out.record.kernel_release.clone(),
+            sha256: Some(kernel.sha256.clone()),
+        },
+        evidence: judgement.evidence,
+        timings: Timings {
+            boot_s: out.boot_s.map(|b| (b * 1000.0).round() / 1000.0),
+            wall_s: (out.wall_s * 1000.0).round() / 1000.0,
+            accel_probe_s: (probe_s * 1000.0).round() / 1000.0,
+            stopped_early: matches!(out.stop, StopReason::EarlyVerdict(_)),
+        },
+        stop: out.stop,
+        out_dir: Some(out_dir.clone()),
+        qemu_argv: out.argv,
+    };
+    report::write_json(&out_dir.join("report.json"), &report)
+        .map_err(io(format!("write {}/report.json", out_dir.display())))?;
+    Ok(report)
+}

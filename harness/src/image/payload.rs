@@ -1,0 +1,301 @@
+//! Finding (or building) the static `guest-payload` binary that becomes
+//! `/init`. It must be fully static: the initramfs has no libc.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::ImageError;
+
+pub const MUSL: &str = "x86_64-unknown-linux-musl";
+pub const GNU: &str = "x86_64-unknown-linux-gnu";
+const PACKAGE: &str = "guest-payload";
+/// Only the gnu fallback needs this; musl links statically by default.
+const GNU_STATIC_FLAGS: &str = "-C target-feature=+crt-static";
+
+/// A built payload, with which target was used and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltPayload {
+    pub path: PathBuf,
+    pub target: &'static str,
+    pub reason: String,
+}
+
+/// The build target for the payload and why it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetChoice {
+    pub target: &'static str,
+    pub reason: String,
+}
+
+impl TargetChoice {
+    /// Extra RUSTFLAGS this target needs to produce a static binary.
+    pub fn rustflags(&self) -> Option<&'static str> {
+        (self.target == GNU).then_some(GNU_STATIC_FLAGS)
+    }
+}
+
+/// Whether the musl rust-std is installed in the active toolchain.
+pub fn musl_installed() -> bool {
+    rustc_sysroot()
+        .map(|s| s.join("lib/rustlib").join(MUSL).is_dir())
+        .unwrap_or(false)
+}
+
+fn rustc_sysroot() -> Option<PathBuf> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// musl if installed; else one `rustup target add` try; else static glibc.
+/// musl is preferred because static glibc refuses kernels older than 3.2.
+pub fn choose_target() -> TargetChoice {
+    if musl_installed() {
+        return TargetChoice {
+            target: MUSL,
+            reason: format!("{MUSL} rust-std is installed"),
+        };
+    }
+    let added = Command::new("rustup")
+        .args(["target", "add", MUSL])
+        .output();
+    match added {
+        Ok(o) if o.status.success() && musl_installed() => TargetChoice {
+            target: MUSL,
+            reason: format!("installed {MUSL} with rustup"),
+        },
+        Ok(o) => TargetChoice {
+            target: GNU,
+            reason: format!(
+                "`rustup target add {MUSL}` failed ({}); static glibc fallback \
+                 (needs a guest kernel >= 3.2)",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+        },
+        Err(e) => TargetChoice {
+            target: GNU,
+            reason: format!(
+                "rustup unavailable ({e}); static glibc fallback (needs a guest kernel >= 3.2)"
+            ),
+        },
+    }
+}
+
+/// Whether a Cargo.toml's text declares a workspace.
+pub fn is_workspace_manifest(text: &str) -> bool {
+    text.lines().any(|l| l.trim() == "[workspace]")
+}
+
+fn workspace_above(start: &Path) -> Option<PathBuf> {
+    start.ancestors().find_map(|dir| {
+        let text = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+        is_workspace_manifest(&text).then(|| dir.to_path_buf())
+    })
+}
+
+/// The oomlab workspace root: above the running executable (it normally
+/// lives in `target/`), else above the current directory, else where this
+/// crate was compiled from.
+pub fn workspace_root() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok();
+    exe.as_deref()
+        .and_then(workspace_above)
+        .or_else(|| std::env::current_dir().ok().as_deref().and_then(workspace_above))
+        .or_else(|| workspace_above(Path::new(env!("CARGO_MANIFEST_DIR"))))
+}
+
+/// Cargo's target directory for `root`, honouring `CARGO_TARGET_DIR`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    target_dir_from(root, std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
+}
+
+fn target_dir_from(root: &Path, env: Option<PathBuf>) -> PathBuf {
+    match env.filter(|p| !p.as_os_str().is_empty()) {
+        // Cargo resolves a relative CARGO_TARGET_DIR against the cwd.
+        Some(p) if p.is_relative() => std::env::current_dir()
+            .map(|c| c.join(&p))
+            .unwrap_or(p),
+        Some(p) => p,
+        None => root.join("target"),
+    }
+}
+
+/// Where cargo puts the payload for `target` under `target_dir`.
+pub fn payload_path(target_dir: &Path, target: &str) -> PathBuf {
+    target_dir.join(target).join("release").join(PACKAGE)
+}
+
+/// Runs `cargo build --release -p guest-payload --target T` in `workspace_root`.
+pub fn build_payload(workspace_root: &Path) -> Result<BuiltPayload, ImageError> {
+    let choice = choose_target();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(workspace_root)
+        .args(["build", "--release", "-p", PACKAGE, "--target", choice.target]);
+    if let Some(flags) = choice.rustflags() {
+        let mut all = std::env::var("RUSTFLAGS").unwrap_or_default();
+        if !all.is_empty() {
+            all.push(' ');
+        }
+        all.push_str(flags);
+        cmd.env("RUSTFLAGS", all);
+    }
+    let shown = format!("cargo build --release -p {PACKAGE} --target {}", choice.target);
+    let status = cmd.status().map_err(|e| ImageError::Command {
+        cmd: shown.clone(),
+        detail: e.to_string(),
+    })?;
+    if !status.success() {
+        return Err(ImageError::Command {
+            cmd: shown,
+            detail: format!("{status} (target chosen because: {})", choice.reason),
+        });
+    }
+    let path = payload_path(&target_dir(workspace_root), choice.target);
+    if !path.is_file() {
+        return Err(ImageError::PayloadNotFound(format!(
+            "{shown} succeeded but {} does not exist",
+            path.display()
+        )));
+    }
+    Ok(BuiltPayload {
+        path,
+        target: choice.target,
+        reason: choice.reason,
+    })
+}
+
+/// The newest existing candidate, if any.
+fn newest(candidates: &[PathBuf]) -> Option<PathBuf> {
+    candidates
+        .iter()
+        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p.clone())
+}
+
+/// Candidate payload paths: the configured target dir, plus any directory
+/// between the running executable and the workspace root (so a binary built
+/// with another CARGO_TARGET_DIR still finds its sibling payload).
+fn candidates(root: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![target_dir(root)];
+    if let Ok(exe) = std::env::current_exe() {
+        for d in exe.ancestors().skip(1) {
+            if d == root || !d.starts_with(root) {
+                break;
+            }
+            dirs.push(d.to_path_buf());
+        }
+    }
+    dirs.iter()
+        .flat_map(|d| [payload_path(d, MUSL), payload_path(d, GNU)])
+        .collect()
+}
+
+/// `$OOMLAB_PAYLOAD` if set; else the newest payload in the workspace's
+/// target dir(s); else builds it when a workspace and cargo are available.
+pub fn locate_payload() -> Result<PathBuf, ImageError> {
+    if let Some(p) = std::env::var_os("OOMLAB_PAYLOAD").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(ImageError::PayloadNotFound(format!(
+                "OOMLAB_PAYLOAD={} is not a file",
+                p.display()
+            )))
+        };
+    }
+    let root = workspace_root().ok_or_else(|| {
+        ImageError::PayloadNotFound(
+            "no oomlab workspace found; set OOMLAB_PAYLOAD to a static guest-payload binary"
+                .into(),
+        )
+    })?;
+    if let Some(p) = newest(&candidates(&root)) {
+        return Ok(p);
+    }
+    build_payload(&root).map(|b| b.path).map_err(|e| {
+        ImageError::PayloadNotFound(format!(
+            "none built under {} and building failed: {e} \
+             (run `cargo xtask build-payload` or set OOMLAB_PAYLOAD)",
+            target_dir(&root).display()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_manifest_detection() {
+        assert!(is_workspace_manifest("[workspace]\nmembers = []\n"));
+        assert!(is_workspace_manifest("[package]\nname='x'\n\n [workspace] \n"));
+        assert!(!is_workspace_manifest("[workspace.dependencies]\nx = 1\n"));
+        assert!(!is_workspace_manifest("[package]\nname = \"workspace\"\n"));
+    }
+
+    #[test]
+    fn finds_this_workspace() {
+        let root = workspace_above(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert!(root.join("guest-payload").is_dir(), "{}", root.display());
+    }
+
+    #[test]
+    fn target_dir_honours_env() {
+        let root = Path::new("/ws");
+        assert_eq!(target_dir_from(root, None), PathBuf::from("/ws/target"));
+        assert_eq!(
+            target_dir_from(root, Some("".into())),
+            PathBuf::from("/ws/target")
+        );
+        assert_eq!(
+            target_dir_from(root, Some("/t".into())),
+            PathBuf::from("/t")
+        );
+        assert!(target_dir_from(root, Some("rel".into())).is_absolute());
+    }
+
+    #[test]
+    fn payload_path_layout() {
+        assert_eq!(
+            payload_path(Path::new("/t"), MUSL),
+            PathBuf::from("/t/x86_64-unknown-linux-musl/release/guest-payload")
+        );
+    }
+
+    #[test]
+    fn only_gnu_needs_static_flags() {
+        let c = |target| TargetChoice {
+            target,
+            reason: String::new(),
+        };
+        assert_eq!(c(MUSL).rustflags(), None);
+        assert_eq!(c(GNU).rustflags(), Some("-C target-feature=+crt-static"));
+    }
+
+    #[test]
+    fn newest_picks_latest_existing() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        let b = d.path().join("b");
+        std::fs::write(&a, b"").unwrap();
+        std::fs::write(&b, b"").unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        std::fs::File::options()
+            .write(true)
+            .open(&a)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let missing = d.path().join("missing");
+        assert_eq!(newest(&[a.clone(), missing.clone(), b.clone()]), Some(b));
+        assert_eq!(newest(&[missing]), None);
+    }
+}
