@@ -1,1 +1,74 @@
-//! Shared helpers for the end-to-end tests.
+//! Shared helpers for the end-to-end tests. These boot real kernels under
+//! real QEMU with the real payload; nothing here is mocked.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root (this crate lives in `<root>/tests`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `oomlab` binary of this build profile, built once if missing.
+pub fn oomlab_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("OOMLAB_BIN") {
+            return PathBuf::from(p);
+        }
+        // target/<profile>/deps/<test-exe> -> target/<profile>/oomlab
+        let exe = std::env::current_exe().expect("current exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test exe under target/<profile>/deps");
+        let bin = profile_dir.join("oomlab");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(root()).args(["build", "--quiet", "-p", "oomlab", "--bin", "oomlab"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok && bin.is_file(), "could not build {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Processes whose command line contains `needle` (e.g. a run's private
+/// TMPDIR, which QEMU's telemetry socket path carries).
+pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(raw) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            if cmd.contains(needle) && pid != std::process::id() {
+                found.push((pid, cmd));
+            }
+        }
+    }
+    found
+}
+
+/// Entries of `dir` whose names start with `prefix`.
+pub fn leftovers(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}

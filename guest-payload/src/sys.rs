@@ -41,10 +41,12 @@ pub fn monotonic_secs() -> f64 {
 
 pub fn add_ms(ts: &libc::timespec, ms: u64) -> libc::timespec {
     let nsec = ts.tv_nsec as u64 + (ms % 1000) * 1_000_000;
-    libc::timespec {
-        tv_sec: ts.tv_sec + (ms / 1000) as libc::time_t + (nsec / 1_000_000_000) as libc::time_t,
-        tv_nsec: (nsec % 1_000_000_000) as _,
-    }
+    let mut out = *ts;
+    // time_t is i64 on x86_64 (gnu and musl); naming the alias is deprecated
+    // on musl.
+    out.tv_sec += (ms / 1000 + nsec / 1_000_000_000) as i64;
+    out.tv_nsec = (nsec % 1_000_000_000) as _;
+    out
 }
 
 /// `a - b` in milliseconds.
@@ -188,7 +190,7 @@ pub fn wait_sigchld(timeout_ms: f64) {
     }
     let ns = (timeout_ms * 1e6) as u64;
     let ts = libc::timespec {
-        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_sec: (ns / 1_000_000_000) as _,
         tv_nsec: (ns % 1_000_000_000) as _,
     };
     let set = sigchld_set();

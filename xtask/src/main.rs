@@ -1,1 +1,285 @@
-fn main() {}
+//! `cargo xtask <verb>`: setup, builds, fetches and the project's test/CI
+//! entry points. Everything here is idempotent and says what it did.
+
+mod bench;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use oomlab::image::{self, kernel, payload};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "oomlab developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing: QEMU, the musl target, the payload, the default kernel.
+    Setup,
+    /// Build the static guest payload.
+    BuildPayload,
+    /// Fetch (or verify) a catalogue kernel: the default, NAME, or --all.
+    FetchKernel {
+        name: Option<String>,
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+    },
+    /// Write an initramfs for a scenario.conf.
+    Initramfs {
+        #[arg(long)]
+        conf: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// setup, then `cargo test --workspace`: the project's test command.
+    Test,
+    /// setup, then run the two demo scenarios.
+    Demo,
+    /// Time the seed scenario: N runs, min/median/max, markdown in target/bench/seed.md.
+    Bench {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// fmt --check, clippy -D warnings, then test.
+    Ci,
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
+    match cli.cmd {
+        Cmd::Setup => setup(&root).map(|_| ExitCode::SUCCESS),
+        Cmd::BuildPayload => {
+            let p = payload::build_payload(&root)?;
+            println!("payload: {} ({}: {})", p.path.display(), p.target, p.reason);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::FetchKernel { name, all } => {
+            let names: Vec<String> = if all {
+                kernel::catalogue()?.kernels.into_iter().map(|k| k.name).collect()
+            } else {
+                vec![name.unwrap_or_else(|| kernel::DEFAULT_KERNEL.to_string())]
+            };
+            for n in names {
+                fetch_kernel(&n)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Initramfs { conf, out } => {
+            let text = std::fs::read_to_string(&conf)
+                .with_context(|| format!("read {}", conf.display()))?;
+            let p = image::locate_payload()?;
+            image::write_initramfs(&out, &p, &text)?;
+            println!("initramfs: {} (payload {})", out.display(), p.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Test => {
+            setup(&root)?;
+            cargo(&["test", "--workspace"])
+        }
+        Cmd::Demo => {
+            setup(&root)?;
+            demo()
+        }
+        Cmd::Bench { runs } => bench::bench(&root, runs).map(|_| ExitCode::SUCCESS),
+        Cmd::Ci => {
+            for args in [
+                &["fmt", "--all", "--", "--check"][..],
+                &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"][..],
+            ] {
+                let code = cargo(args)?;
+                if code != ExitCode::SUCCESS {
+                    return Ok(code);
+                }
+            }
+            setup(&root)?;
+            cargo(&["test", "--workspace"])
+        }
+    }
+}
+
+/// xtask always lives one level below the workspace root.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent dir")
+        .to_path_buf()
+}
+
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+/// Runs cargo with inherited stdio; its exit code becomes ours.
+fn cargo(args: &[&str]) -> Result<ExitCode> {
+    println!("+ cargo {}", args.join(" "));
+    let status = Command::new(cargo_bin())
+        .args(args)
+        .status()
+        .with_context(|| format!("run cargo {}", args.join(" ")))?;
+    Ok(exit_code(status.code()))
+}
+
+fn exit_code(code: Option<i32>) -> ExitCode {
+    // A signal death has no code: report it as a plain failure.
+    ExitCode::from(code.map_or(1, |c| c.clamp(0, 255) as u8))
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| d.join(bin).is_file())
+    })
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self is owned by the effective uid.
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn setup(root: &Path) -> Result<()> {
+    ensure_qemu()?;
+    if payload::musl_installed() {
+        println!("musl target: present");
+    } else {
+        let ok = Command::new("rustup")
+            .args(["target", "add", payload::MUSL])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            println!("musl target: installed");
+        } else {
+            println!("musl target: unavailable (payload falls back to static glibc)");
+        }
+    }
+    let p = payload::build_payload(root).context("payload build")?;
+    println!("payload: built {} ({}: {})", p.path.display(), p.target, p.reason);
+    fetch_kernel(kernel::DEFAULT_KERNEL)
+}
+
+fn ensure_qemu() -> Result<()> {
+    const QEMU: &str = "qemu-system-x86_64";
+    if on_path(QEMU) {
+        println!("qemu: present");
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "{QEMU} not found; install it first, e.g. \
+             `sudo apt-get install -y qemu-system-x86`, then rerun"
+        );
+    }
+    // Only refresh the package lists when apt does not know the package.
+    let known = Command::new("apt-cache")
+        .args(["show", "qemu-system-x86"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    if !known {
+        run_checked(Command::new("apt-get").arg("update"))?;
+    }
+    run_checked(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "qemu-system-x86"]),
+    )?;
+    if !on_path(QEMU) {
+        bail!("qemu-system-x86 installed but {QEMU} still not on PATH");
+    }
+    println!("qemu: installed");
+    Ok(())
+}
+
+fn run_checked(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("run {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
+
+fn fetch_kernel(name: &str) -> Result<()> {
+    let catalogued = kernel::catalogue()?.get(name).is_some();
+    let cached = catalogued && kernel::cached_kernel_path(name)?.is_file();
+    let k = image::resolve_kernel(name)?;
+    let how = match (catalogued, cached) {
+        (false, _) => "own file",
+        (true, true) => "present",
+        (true, false) => "fetched",
+    };
+    println!(
+        "kernel {}: {how} {} ({}, sha256 {})",
+        k.name,
+        k.path.display(),
+        k.release,
+        &k.sha256[..16]
+    );
+    Ok(())
+}
+
+const DEMO_SCENARIOS: [&str; 2] = ["scenarios/seed-livelock.yaml", "scenarios/oom-group.yaml"];
+
+/// The CLI's exit-code contract, in words.
+fn describe_exit(code: Option<i32>) -> &'static str {
+    match code {
+        Some(0) => "verdict matches expect",
+        Some(1) => "verdict MISMATCH",
+        Some(2) => "bad input",
+        Some(3) => "run could not happen",
+        _ => "crashed",
+    }
+}
+
+fn demo() -> Result<ExitCode> {
+    let mut results = Vec::new();
+    for s in DEMO_SCENARIOS {
+        let args = ["run", "--release", "-p", "oomlab", "--", "run", s];
+        println!("+ cargo {}", args.join(" "));
+        let status = Command::new(cargo_bin())
+            .args(args)
+            .status()
+            .with_context(|| format!("run scenario {s}"))?;
+        results.push((s, status.code()));
+    }
+    println!("\ndemo summary:");
+    for (s, code) in &results {
+        let shown = code.map_or("-".to_string(), |c| c.to_string());
+        println!("  {s:<34} exit {shown}: {}", describe_exit(*code));
+    }
+    let worst = results.iter().map(|(_, c)| c.unwrap_or(1)).max().unwrap_or(0);
+    Ok(exit_code(Some(worst)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_described() {
+        assert_eq!(describe_exit(Some(0)), "verdict matches expect");
+        assert_eq!(describe_exit(Some(3)), "run could not happen");
+        assert_eq!(describe_exit(None), "crashed");
+    }
+
+    #[test]
+    fn root_is_the_workspace() {
+        assert!(workspace_root().join("Cargo.toml").is_file());
+        assert!(workspace_root().join("xtask").is_dir());
+    }
+}

@@ -1,0 +1,76 @@
+//! Interrupting the harness mid-run must leave no QEMU process, no temp dir
+//! and no half-written report behind.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oomlab_e2e::{leftovers, oomlab_bin, processes_mentioning, root};
+
+/// Start the seed scenario with a private TMPDIR, wait for the payload to
+/// be up (QEMU certainly running), send `sig`, and check what is left.
+fn interrupt_mid_run(sig: i32) -> Option<i32> {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let private_tmp = tmp.path().join("tmp");
+    std::fs::create_dir(&private_tmp).unwrap();
+    let mut child = Command::new(oomlab_bin())
+        .current_dir(root())
+        .env("TMPDIR", &private_tmp)
+        .args(["run", "scenarios/seed-livelock.yaml", "--accel", "tcg", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().expect("oomlab ended before the payload was ready").unwrap();
+        seen.push(line.clone());
+        if line.contains("payload ready") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{seen:?}");
+    }
+    let marker = private_tmp.to_string_lossy().into_owned();
+    assert!(
+        !processes_mentioning(&marker).is_empty(),
+        "QEMU should be running with its socket under {marker}"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let left = processes_mentioning(&marker);
+    assert!(left.is_empty(), "QEMU left behind after signal {sig}: {left:?}");
+    if sig != libc::SIGKILL {
+        assert_eq!(leftovers(&private_tmp, ""), Vec::<String>::new(), "temp files left");
+        assert!(!out.join("report.json").exists(), "no report for an interrupted run");
+        assert!(
+            rest.iter().any(|l| l.contains("interrupted")),
+            "the user is told: {rest:?}"
+        );
+    }
+    status.code()
+}
+
+#[test]
+fn sigint_kills_qemu_and_removes_temp_dirs() {
+    assert_eq!(interrupt_mid_run(libc::SIGINT), Some(128 + libc::SIGINT));
+}
+
+#[test]
+fn sigterm_kills_qemu_and_removes_temp_dirs() {
+    assert_eq!(interrupt_mid_run(libc::SIGTERM), Some(128 + libc::SIGTERM));
+}
+
+/// SIGKILL gives the harness no chance to clean up: QEMU still dies, through
+/// PR_SET_PDEATHSIG (the temp dir cannot be removed by a killed process).
+#[test]
+fn sigkill_of_the_harness_still_kills_qemu() {
+    assert_eq!(interrupt_mid_run(libc::SIGKILL), None);
+}

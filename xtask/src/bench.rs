@@ -1,0 +1,160 @@
+//! `cargo xtask bench`: repeated runs of the seed scenario, summarised.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+const SCENARIO: &str = "scenarios/seed-livelock.yaml";
+
+/// What one run's JSON report says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    pub boot_s: Option<f64>,
+    pub wall_s: Option<f64>,
+    pub verdict: String,
+    pub oom_kills: Option<f64>,
+}
+
+pub fn parse_report(json: &Value) -> RunResult {
+    let num = |ptr: &str| json.pointer(ptr).and_then(Value::as_f64);
+    let verdict = match json.get("verdict") {
+        Some(Value::String(s)) => s.clone(),
+        // A structured verdict: take its kind/name if it has one.
+        Some(v) => v
+            .get("kind")
+            .or_else(|| v.get("name"))
+            .and_then(Value::as_str)
+            .map_or_else(|| v.to_string(), str::to_string),
+        None => "?".to_string(),
+    };
+    RunResult {
+        boot_s: num("/timings/boot_s"),
+        wall_s: num("/timings/wall_s"),
+        verdict,
+        oom_kills: num("/evidence/oom_kills"),
+    }
+}
+
+/// (min, median, max) of the present values.
+pub fn stats(values: impl IntoIterator<Item = Option<f64>>) -> Option<(f64, f64, f64)> {
+    let mut v: Vec<f64> = values.into_iter().flatten().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some((v[0], median, v[n - 1]))
+}
+
+/// The markdown table printed and written to target/bench/seed.md.
+pub fn markdown(runs: &[RunResult], header: &str) -> String {
+    let mut s = format!("{header}\n\n| run | verdict | boot_s | wall_s | oom_kills |\n|---|---|---|---|---|\n");
+    let cell = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    for (i, r) in runs.iter().enumerate() {
+        s += &format!(
+            "| {} | {} | {} | {} | {} |\n",
+            i + 1,
+            r.verdict,
+            cell(r.boot_s),
+            cell(r.wall_s),
+            cell(r.oom_kills)
+        );
+    }
+    s += "\n| metric | min | median | max |\n|---|---|---|---|\n";
+    let rows: [(&str, fn(&RunResult) -> Option<f64>); 3] = [
+        ("boot_s", |r| r.boot_s),
+        ("wall_s", |r| r.wall_s),
+        ("oom_kills", |r| r.oom_kills),
+    ];
+    for (name, get) in rows {
+        match stats(runs.iter().map(get)) {
+            Some((lo, mid, hi)) => s += &format!("| {name} | {lo:.2} | {mid:.2} | {hi:.2} |\n"),
+            None => s += &format!("| {name} | - | - | - |\n"),
+        }
+    }
+    s
+}
+
+pub fn bench(root: &Path, runs: usize) -> Result<()> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    crate::cargo(&["build", "--release", "-p", "oomlab"])?;
+    let bin = oomlab::image::payload::target_dir(root).join("release/oomlab");
+    if !bin.is_file() {
+        bail!("{} missing after the release build", bin.display());
+    }
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("create {}", out_dir.display()))?;
+    let mut results = Vec::new();
+    for i in 1..=runs {
+        let json = out_dir.join(format!("r{i}.json"));
+        let _ = std::fs::remove_file(&json);
+        println!("+ oomlab run {SCENARIO} --json {}  ({i}/{runs})", json.display());
+        let status = Command::new(&bin)
+            .args(["run", SCENARIO, "--json"])
+            .arg(&json)
+            .status()
+            .with_context(|| format!("run {}", bin.display()))?;
+        let text = std::fs::read_to_string(&json).with_context(|| {
+            format!("run {i} ({status}) wrote no report at {}", json.display())
+        })?;
+        let value: Value = serde_json::from_str(&text)
+            .with_context(|| format!("parse {}", json.display()))?;
+        results.push(parse_report(&value));
+    }
+    let md = markdown(&results, &format!("# {SCENARIO}: {runs} runs"));
+    println!("\n{md}");
+    let md_path = out_dir.join("seed.md");
+    std::fs::write(&md_path, &md).with_context(|| format!("write {}", md_path.display()))?;
+    println!("written to {}", md_path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(stats([Some(3.0), Some(1.0), Some(2.0)]), Some((1.0, 2.0, 3.0)));
+        assert_eq!(stats([Some(4.0), None, Some(1.0)]), Some((1.0, 2.5, 4.0)));
+        assert_eq!(stats([None]), None);
+    }
+
+    #[test]
+    fn reads_report_fields() {
+        let v: Value = serde_json::json!({
+            "verdict": "livelock",
+            "timings": {"boot_s": 1.9, "wall_s": 14.0},
+            "evidence": {"oom_kills": 120}
+        });
+        let r = parse_report(&v);
+        assert_eq!(r.verdict, "livelock");
+        assert_eq!(r.boot_s, Some(1.9));
+        assert_eq!(r.oom_kills, Some(120.0));
+        let r = parse_report(&serde_json::json!({"verdict": {"kind": "recovered"}}));
+        assert_eq!((r.verdict.as_str(), r.wall_s), ("recovered", None));
+    }
+
+    #[test]
+    fn markdown_has_rows_and_summary() {
+        let r = RunResult {
+            boot_s: Some(1.0),
+            wall_s: Some(2.0),
+            verdict: "livelock".into(),
+            oom_kills: None,
+        };
+        let md = markdown(&[r.clone(), r], "# t");
+        assert!(md.contains("| 2 | livelock | 1.00 | 2.00 | - |"), "{md}");
+        assert!(md.contains("| wall_s | 2.00 | 2.00 | 2.00 |"));
+        assert!(md.contains("| oom_kills | - | - | - |"));
+    }
+}
