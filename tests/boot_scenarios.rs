@@ -23,7 +23,11 @@ fn run(scenario: &str, out: &Path) -> (i32, Value, String) {
     let text = std::fs::read_to_string(&json)
         .unwrap_or_else(|e| panic!("no report ({e})\nstdout:\n{stdout}\nstderr:\n{stderr}"));
     let v: Value = serde_json::from_str(&text).expect("report is JSON");
-    (o.status.code().unwrap_or(-1), v, format!("{stdout}\n{stderr}"))
+    (
+        o.status.code().unwrap_or(-1),
+        v,
+        format!("{stdout}\n{stderr}"),
+    )
 }
 
 fn num(v: &Value, path: &str) -> f64 {
@@ -37,13 +41,20 @@ fn common_checks(v: &Value, out: &Path) {
     let accel = v["accel"]["used"].as_str().unwrap();
     assert!(accel == "tcg" || accel == "kvm");
     assert!(!v["accel"]["reason"].as_str().unwrap().is_empty());
-    assert!(v["kernel"]["release"].as_str().unwrap().starts_with(char::is_numeric));
+    assert!(v["kernel"]["release"]
+        .as_str()
+        .unwrap()
+        .starts_with(char::is_numeric));
     assert!(num(v, "timings.boot_s") > 0.0);
     assert!(num(v, "timings.wall_s") >= num(v, "timings.boot_s"));
     // The raw console log is kept and holds what the verdict counted.
     let console = std::fs::read_to_string(out.join("run/console.log")).unwrap();
     let kills = console.matches("Killed process").count() as f64;
-    assert_eq!(kills, num(v, "evidence.oom_kills"), "console.log and report disagree");
+    assert_eq!(
+        kills,
+        num(v, "evidence.oom_kills"),
+        "console.log and report disagree"
+    );
     assert!(out.join("run/telemetry.jsonl").is_file());
 }
 
@@ -87,10 +98,17 @@ fn mismatch_exits_1_and_bad_input_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "name: x\nvm:\n  memroy_mib: 1\n").unwrap();
-    let o = Command::new(oomlab_bin()).arg("run").arg(&bad).output().unwrap();
+    let o = Command::new(oomlab_bin())
+        .arg("run")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("bad.yaml:3:") && err.contains("memroy_mib"), "{err}");
+    assert!(
+        err.contains("bad.yaml:3:") && err.contains("memroy_mib"),
+        "{err}"
+    );
 
     // A scenario that cannot reach OOM but claims it will: verdict no-oom, exit 1.
     let wrong = dir.path().join("wrong.yaml");
@@ -107,7 +125,11 @@ fn mismatch_exits_1_and_bad_input_exits_2() {
         .arg(dir.path().join("out"))
         .output()
         .unwrap();
-    let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(o.status.code(), Some(1), "{all}");
     assert!(all.contains("NO-OOM") && all.contains("MISMATCH"), "{all}");
 }

@@ -17,7 +17,13 @@ fn interrupt_mid_run(sig: i32) -> Option<i32> {
     let mut child = Command::new(oomlab_bin())
         .current_dir(root())
         .env("TMPDIR", &private_tmp)
-        .args(["run", "scenarios/seed-livelock.yaml", "--accel", "tcg", "--out"])
+        .args([
+            "run",
+            "scenarios/seed-livelock.yaml",
+            "--accel",
+            "tcg",
+            "--out",
+        ])
         .arg(&out)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -28,7 +34,10 @@ fn interrupt_mid_run(sig: i32) -> Option<i32> {
     let started = Instant::now();
     let mut seen = Vec::new();
     loop {
-        let line = lines.next().expect("oomlab ended before the payload was ready").unwrap();
+        let line = lines
+            .next()
+            .expect("oomlab ended before the payload was ready")
+            .unwrap();
         seen.push(line.clone());
         if line.contains("payload ready") {
             break;
@@ -46,10 +55,20 @@ fn interrupt_mid_run(sig: i32) -> Option<i32> {
     let status = child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let left = processes_mentioning(&marker);
-    assert!(left.is_empty(), "QEMU left behind after signal {sig}: {left:?}");
+    assert!(
+        left.is_empty(),
+        "QEMU left behind after signal {sig}: {left:?}"
+    );
     if sig != libc::SIGKILL {
-        assert_eq!(leftovers(&private_tmp, ""), Vec::<String>::new(), "temp files left");
-        assert!(!out.join("report.json").exists(), "no report for an interrupted run");
+        assert_eq!(
+            leftovers(&private_tmp, ""),
+            Vec::<String>::new(),
+            "temp files left"
+        );
+        assert!(
+            !out.join("report.json").exists(),
+            "no report for an interrupted run"
+        );
         assert!(
             rest.iter().any(|l| l.contains("interrupted")),
             "the user is told: {rest:?}"

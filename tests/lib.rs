@@ -29,7 +29,8 @@ pub fn oomlab_bin() -> PathBuf {
         let bin = profile_dir.join("oomlab");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(root()).args(["build", "--quiet", "-p", "oomlab", "--bin", "oomlab"]);
+        cmd.current_dir(root())
+            .args(["build", "--quiet", "-p", "oomlab", "--bin", "oomlab"]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

@@ -160,7 +160,7 @@ fn orchestrate(mode: Mode) -> i32 {
         children.push((pid, "master"));
     }
 
-    sample::emit(&first);
+    sample::emit(&sample::read());
     supervise(&sc, &ready, &mut children);
 
     Line::new("done").str("reason", "duration").emit();

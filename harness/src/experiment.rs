@@ -226,7 +226,10 @@ pub async fn run_scenario(
         }
     };
     let qemu = vm::find_qemu()?;
-    let kernel_spec = opts.kernel.clone().unwrap_or_else(|| scenario.vm.kernel.clone());
+    let kernel_spec = opts
+        .kernel
+        .clone()
+        .unwrap_or_else(|| scenario.vm.kernel.clone());
     say(Progress::Stage(format!("kernel {kernel_spec}")));
     let kernel = blocking(move || image::resolve_kernel(&kernel_spec)).await?;
     say(Progress::Stage("guest payload".into()));
@@ -278,7 +281,10 @@ pub async fn run_scenario(
             }
         })
     };
-    say(Progress::Stage(format!("boot under {}", decision.used.as_str())));
+    say(Progress::Stage(format!(
+        "boot under {}",
+        decision.used.as_str()
+    )));
     let out = vm::run(
         &cfg,
         &scenario.limits,

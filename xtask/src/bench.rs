@@ -39,7 +39,11 @@ pub fn parse_report(json: &Value) -> RunResult {
 
 /// (min, median, max) of the present values.
 pub fn stats(values: impl IntoIterator<Item = Option<f64>>) -> Option<(f64, f64, f64)> {
-    let mut v: Vec<f64> = values.into_iter().flatten().filter(|x| x.is_finite()).collect();
+    let mut v: Vec<f64> = values
+        .into_iter()
+        .flatten()
+        .filter(|x| x.is_finite())
+        .collect();
     if v.is_empty() {
         return None;
     }
@@ -53,10 +57,21 @@ pub fn stats(values: impl IntoIterator<Item = Option<f64>>) -> Option<(f64, f64,
     Some((v[0], median, v[n - 1]))
 }
 
+/// Counts print as integers, times with two decimals.
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 /// The markdown table printed and written to target/bench/seed.md.
 pub fn markdown(runs: &[RunResult], header: &str) -> String {
-    let mut s = format!("{header}\n\n| run | verdict | boot_s | wall_s | oom_kills |\n|---|---|---|---|---|\n");
-    let cell = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let mut s = format!(
+        "{header}\n\n| run | verdict | boot_s | wall_s | oom_kills |\n|---|---|---|---|---|\n"
+    );
+    let cell = |x: Option<f64>| x.map_or("-".to_string(), num);
     for (i, r) in runs.iter().enumerate() {
         s += &format!(
             "| {} | {} | {} | {} | {} |\n",
@@ -68,14 +83,17 @@ pub fn markdown(runs: &[RunResult], header: &str) -> String {
         );
     }
     s += "\n| metric | min | median | max |\n|---|---|---|---|\n";
-    let rows: [(&str, fn(&RunResult) -> Option<f64>); 3] = [
+    type Field = fn(&RunResult) -> Option<f64>;
+    let rows: [(&str, Field); 3] = [
         ("boot_s", |r| r.boot_s),
         ("wall_s", |r| r.wall_s),
         ("oom_kills", |r| r.oom_kills),
     ];
     for (name, get) in rows {
         match stats(runs.iter().map(get)) {
-            Some((lo, mid, hi)) => s += &format!("| {name} | {lo:.2} | {mid:.2} | {hi:.2} |\n"),
+            Some((lo, mid, hi)) => {
+                s += &format!("| {name} | {} | {} | {} |\n", num(lo), num(mid), num(hi))
+            }
             None => s += &format!("| {name} | - | - | - |\n"),
         }
     }
@@ -97,17 +115,19 @@ pub fn bench(root: &Path, runs: usize) -> Result<()> {
     for i in 1..=runs {
         let json = out_dir.join(format!("r{i}.json"));
         let _ = std::fs::remove_file(&json);
-        println!("+ oomlab run {SCENARIO} --json {}  ({i}/{runs})", json.display());
+        println!(
+            "+ oomlab run {SCENARIO} --json {}  ({i}/{runs})",
+            json.display()
+        );
         let status = Command::new(&bin)
             .args(["run", SCENARIO, "--json"])
             .arg(&json)
             .status()
             .with_context(|| format!("run {}", bin.display()))?;
-        let text = std::fs::read_to_string(&json).with_context(|| {
-            format!("run {i} ({status}) wrote no report at {}", json.display())
-        })?;
-        let value: Value = serde_json::from_str(&text)
-            .with_context(|| format!("parse {}", json.display()))?;
+        let text = std::fs::read_to_string(&json)
+            .with_context(|| format!("run {i} ({status}) wrote no report at {}", json.display()))?;
+        let value: Value =
+            serde_json::from_str(&text).with_context(|| format!("parse {}", json.display()))?;
         results.push(parse_report(&value));
     }
     let md = markdown(&results, &format!("# {SCENARIO}: {runs} runs"));
@@ -124,7 +144,10 @@ mod tests {
 
     #[test]
     fn median_of_odd_and_even() {
-        assert_eq!(stats([Some(3.0), Some(1.0), Some(2.0)]), Some((1.0, 2.0, 3.0)));
+        assert_eq!(
+            stats([Some(3.0), Some(1.0), Some(2.0)]),
+            Some((1.0, 2.0, 3.0))
+        );
         assert_eq!(stats([Some(4.0), None, Some(1.0)]), Some((1.0, 2.5, 4.0)));
         assert_eq!(stats([None]), None);
     }
@@ -152,6 +175,11 @@ mod tests {
             verdict: "livelock".into(),
             oom_kills: None,
         };
+        let kills = RunResult {
+            oom_kills: Some(30.0),
+            ..r.clone()
+        };
+        assert!(markdown(&[kills], "").contains("| 1 | livelock | 1.00 | 2.00 | 30 |"));
         let md = markdown(&[r.clone(), r], "# t");
         assert!(md.contains("| 2 | livelock | 1.00 | 2.00 | - |"), "{md}");
         assert!(md.contains("| wall_s | 2.00 | 2.00 | 2.00 |"));

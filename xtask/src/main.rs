@@ -72,7 +72,11 @@ fn real_main() -> Result<ExitCode> {
         }
         Cmd::FetchKernel { name, all } => {
             let names: Vec<String> = if all {
-                kernel::catalogue()?.kernels.into_iter().map(|k| k.name).collect()
+                kernel::catalogue()?
+                    .kernels
+                    .into_iter()
+                    .map(|k| k.name)
+                    .collect()
             } else {
                 vec![name.unwrap_or_else(|| kernel::DEFAULT_KERNEL.to_string())]
             };
@@ -101,7 +105,14 @@ fn real_main() -> Result<ExitCode> {
         Cmd::Ci => {
             for args in [
                 &["fmt", "--all", "--", "--check"][..],
-                &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"][..],
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ][..],
             ] {
                 let code = cargo(args)?;
                 if code != ExitCode::SUCCESS {
@@ -142,9 +153,8 @@ fn exit_code(code: Option<i32>) -> ExitCode {
 }
 
 fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| d.join(bin).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(bin).is_file()))
 }
 
 fn is_root() -> bool {
@@ -169,7 +179,12 @@ fn setup(root: &Path) -> Result<()> {
         }
     }
     let p = payload::build_payload(root).context("payload build")?;
-    println!("payload: built {} ({}: {})", p.path.display(), p.target, p.reason);
+    println!(
+        "payload: built {} ({}: {})",
+        p.path.display(),
+        p.target,
+        p.reason
+    );
     fetch_kernel(kernel::DEFAULT_KERNEL)
 }
 
@@ -262,7 +277,11 @@ fn demo() -> Result<ExitCode> {
         let shown = code.map_or("-".to_string(), |c| c.to_string());
         println!("  {s:<34} exit {shown}: {}", describe_exit(*code));
     }
-    let worst = results.iter().map(|(_, c)| c.unwrap_or(1)).max().unwrap_or(0);
+    let worst = results
+        .iter()
+        .map(|(_, c)| c.unwrap_or(1))
+        .max()
+        .unwrap_or(0);
     Ok(exit_code(Some(worst)))
 }
 

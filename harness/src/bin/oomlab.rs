@@ -19,7 +19,11 @@ mod code {
 }
 
 #[derive(Parser)]
-#[command(name = "oomlab", version, about = "Reproduce, judge and compare Linux OOM-killer kill/respawn loops in real VMs")]
+#[command(
+    name = "oomlab",
+    version,
+    about = "Reproduce, judge and compare Linux OOM-killer kill/respawn loops in real VMs"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -61,6 +65,22 @@ enum Cmd {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Diagnose OOM kills and kill/respawn loops in real logs of any kernel
+    /// era: dmesg, dmesg -T, syslog, journalctl (short*, -o json), .gz
+    /// files, `-` for stdin. Exit 0: no loop, 1: loop found, 2: unreadable.
+    Analyze {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Print the analysis as JSON instead of the human summary.
+        #[arg(long)]
+        json: bool,
+        /// Incidents kept in detail; later ones are only counted.
+        #[arg(long, default_value_t = 1000)]
+        max_incidents: usize,
+        /// Kills of re-forked processes in one group needed to call a loop.
+        #[arg(long, default_value_t = 2)]
+        min_respawned_kills: usize,
+    },
     /// Validate scenario files without running them.
     Check {
         #[arg(required = true)]
@@ -70,7 +90,10 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("oomlab: cannot start the async runtime: {e}");
@@ -82,6 +105,19 @@ fn main() -> ExitCode {
     rt.block_on(async {
         match cli.cmd {
             Cmd::Check { scenarios } => check(&scenarios),
+            Cmd::Analyze {
+                inputs,
+                json,
+                max_incidents,
+                min_respawned_kills,
+            } => analyze(
+                &inputs,
+                json,
+                &oomlab::analyze::AnalyzeOptions {
+                    max_incidents,
+                    min_respawned_kills,
+                },
+            ),
             Cmd::Run {
                 scenarios,
                 json,
@@ -105,6 +141,29 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOptions) -> ExitCode {
+    match oomlab::analyze::analyze_paths(inputs, opts) {
+        Ok(a) => {
+            if json {
+                match serde_json::to_string_pretty(&a) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("oomlab: cannot encode the analysis: {e}");
+                        return ExitCode::from(code::BAD_INPUT);
+                    }
+                }
+            } else {
+                print!("{}", oomlab::analyze::render_human(&a));
+            }
+            ExitCode::from(oomlab::analyze::exit_code(&a) as u8)
+        }
+        Err(e) => {
+            eprintln!("oomlab: {e}");
+            ExitCode::from(code::BAD_INPUT)
+        }
+    }
 }
 
 fn check(paths: &[PathBuf]) -> ExitCode {
@@ -197,7 +256,9 @@ async fn run(
     let many = scenarios.len() > 1;
     let mut worst = 0u8;
     for s in &scenarios {
-        opts.out_dir = out.as_ref().map(|o| if many { o.join(&s.name) } else { o.clone() });
+        opts.out_dir = out
+            .as_ref()
+            .map(|o| if many { o.join(&s.name) } else { o.clone() });
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let printer = tokio::spawn(async move {
             let mut kills = 0;
@@ -212,7 +273,11 @@ async fn run(
             Ok(report) => {
                 print!("{}", oomlab::report::render_terminal(&report));
                 if let Some(j) = &json {
-                    let path = if many { j.join(format!("{}.json", s.name)) } else { j.clone() };
+                    let path = if many {
+                        j.join(format!("{}.json", s.name))
+                    } else {
+                        j.clone()
+                    };
                     if let Err(e) = oomlab::report::write_json(&path, &report) {
                         eprintln!("oomlab: cannot write {}: {e}", path.display());
                         return ExitCode::from(code::CANNOT_RUN);

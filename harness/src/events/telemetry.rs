@@ -124,7 +124,14 @@ mod tests {
 
     #[test]
     fn garbage_is_none_not_an_error() {
-        for l in ["", "\0\0", "{", "{\"t\":1}", "{\"t\":1,\"ev\":\"nope\"}", "nginx"] {
+        for l in [
+            "",
+            "\0\0",
+            "{",
+            "{\"t\":1}",
+            "{\"t\":1,\"ev\":\"nope\"}",
+            "nginx",
+        ] {
             assert_eq!(parse_line(l), None, "{l:?}");
         }
         // Leading noise before the object is tolerated.

@@ -187,8 +187,11 @@ mod tests {
         u32::from_str_radix(s, 16).unwrap()
     }
 
-    /// Reads back (name, mode, rdev, data) for every entry.
-    fn parse(mut b: &[u8]) -> Vec<(String, u32, (u32, u32), Vec<u8>)> {
+    /// (name, mode, rdev, data) of one archive entry.
+    type Entry = (String, u32, (u32, u32), Vec<u8>);
+
+    /// Reads back every entry.
+    fn parse(mut b: &[u8]) -> Vec<Entry> {
         let mut out = Vec::new();
         let mut off = 0usize;
         loop {
@@ -197,7 +200,9 @@ mod tests {
             let size = field(b, 6) as usize;
             let rdev = (field(b, 9), field(b, 10));
             let namesize = field(b, 11) as usize;
-            let name = std::str::from_utf8(&b[110..110 + namesize - 1]).unwrap().to_string();
+            let name = std::str::from_utf8(&b[110..110 + namesize - 1])
+                .unwrap()
+                .to_string();
             assert_eq!(b[110 + namesize - 1], 0);
             let body = 110 + namesize + pad4(off + 110 + namesize);
             assert_eq!((off + body) % 4, 0);
@@ -267,7 +272,13 @@ mod tests {
         let names: Vec<_> = entries.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(
             names,
-            ["dev", "dev/console", "init", "oomlab/scenario.conf", "empty"]
+            [
+                "dev",
+                "dev/console",
+                "init",
+                "oomlab/scenario.conf",
+                "empty"
+            ]
         );
         assert_eq!(entries[0].1, S_IFDIR | 0o755);
         assert_eq!(entries[1].1, S_IFCHR | 0o600);

@@ -93,7 +93,10 @@ mod tests {
         let out = dir.path().join("initramfs.cpio");
         write_initramfs(&out, &payload, "duration_ms=1\n").unwrap();
         let bytes = std::fs::read(&out).unwrap();
-        assert_eq!(bytes, pack(Vec::new(), b"\x7fELF", "duration_ms=1\n").unwrap());
+        assert_eq!(
+            bytes,
+            pack(Vec::new(), b"\x7fELF", "duration_ms=1\n").unwrap()
+        );
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -104,12 +107,8 @@ mod tests {
     #[test]
     fn missing_payload_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let err = write_initramfs(
-            &dir.path().join("out"),
-            &dir.path().join("nope"),
-            "",
-        )
-        .unwrap_err();
+        let err =
+            write_initramfs(&dir.path().join("out"), &dir.path().join("nope"), "").unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }

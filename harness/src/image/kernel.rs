@@ -61,13 +61,19 @@ pub fn parse_catalogue(text: &str) -> Result<Catalogue, ImageError> {
     let bad = |m: String| Err(ImageError::Catalogue(m));
     for (i, k) in cat.kernels.iter().enumerate() {
         if !is_sha256_hex(&k.sha256) {
-            return bad(format!("entry `{}`: sha256 is not 64 lowercase hex digits", k.name));
+            return bad(format!(
+                "entry `{}`: sha256 is not 64 lowercase hex digits",
+                k.name
+            ));
         }
         if cat.kernels[..i].iter().any(|o| o.name == k.name) {
             return bad(format!("entry `{}` appears twice", k.name));
         }
         if k.name.contains('/') || k.name.starts_with('.') || k.name.is_empty() {
-            return bad(format!("entry `{}`: name must be a plain file name", k.name));
+            return bad(format!(
+                "entry `{}`: name must be a plain file name",
+                k.name
+            ));
         }
     }
     if !cat.kernels.iter().any(|k| k.name == cat.default) {
@@ -77,7 +83,9 @@ pub fn parse_catalogue(text: &str) -> Result<Catalogue, ImageError> {
 }
 
 fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The compiled-in catalogue.
@@ -97,14 +105,21 @@ impl Catalogue {
 
 /// `<cache>/kernels/<name>/vmlinuz`.
 pub fn cached_kernel_path(name: &str) -> Result<PathBuf, ImageError> {
-    Ok(super::cache_dir()?.join("kernels").join(name).join("vmlinuz"))
+    Ok(super::cache_dir()?
+        .join("kernels")
+        .join(name)
+        .join("vmlinuz"))
 }
 
 /// A catalogue name (fetched and cached on first use, verified every time)
 /// or a path to your own vmlinuz (no checksum to verify against).
 pub fn resolve_kernel(spec: &str) -> Result<KernelImage, ImageError> {
     let cat = catalogue()?;
-    let spec = if spec.is_empty() { cat.default.as_str() } else { spec };
+    let spec = if spec.is_empty() {
+        cat.default.as_str()
+    } else {
+        spec
+    };
     if let Some(entry) = cat.get(spec) {
         return ensure_cached(entry);
     }
@@ -247,9 +262,14 @@ fn download(entry: &CatalogueEntry, work: &Path) -> Result<PathBuf, ImageError> 
     let sandbox = sandbox_opts();
 
     let mut host_error = None;
-    if host_sources().iter().any(|s| s.suites.contains(&entry.suite)) {
+    let host_has_suite = host_sources().iter().any(|s| {
+        s.enabled && s.types.iter().any(|t| t == "deb") && s.suites.contains(&entry.suite)
+    });
+    if host_has_suite {
         let mut cmd = Command::new("apt-get");
-        cmd.current_dir(&debs).args(&sandbox).args(["download", &pkg]);
+        cmd.current_dir(&debs)
+            .args(&sandbox)
+            .args(["download", &pkg]);
         match run(&mut cmd, &format!("apt-get download {pkg}")) {
             Ok(_) => return find_deb(&debs).map_err(fail),
             Err(e) => host_error = Some(e.to_string()),
@@ -262,7 +282,11 @@ fn download(entry: &CatalogueEntry, work: &Path) -> Result<PathBuf, ImageError> 
         std::fs::create_dir_all(apt.join(d)).map_err(|e| ImageError::io("create apt dirs", e))?;
     }
     let keyring = Path::new(DEBIAN_KEYRING);
-    let list = private_sources_list(&mirror, &entry.suite, keyring.is_file().then_some(DEBIAN_KEYRING));
+    let list = private_sources_list(
+        &mirror,
+        &entry.suite,
+        keyring.is_file().then_some(DEBIAN_KEYRING),
+    );
     std::fs::write(apt.join("sources.list"), list)
         .map_err(|e| ImageError::io("write private sources.list", e))?;
     let opts = private_apt_opts(&apt);
@@ -274,7 +298,10 @@ fn download(entry: &CatalogueEntry, work: &Path) -> Result<PathBuf, ImageError> 
         fail(format!("{e}{host}"))
     };
     run(
-        Command::new("apt-get").args(&opts).args(&sandbox).arg("update"),
+        Command::new("apt-get")
+            .args(&opts)
+            .args(&sandbox)
+            .arg("update"),
         &format!("apt-get update (private sources for {})", entry.suite),
     )
     .map_err(context)?;
@@ -506,8 +533,18 @@ pub fn parse_deb822(text: &str) -> Vec<AptSource> {
 /// Debian codenames and aliases: what tells a Debian archive apart from
 /// third-party repositories (whose suites are e.g. `cloud-sdk-bookworm`).
 const DEBIAN_SUITES: [&str; 12] = [
-    "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "oldoldstable", "oldstable",
-    "stable", "testing", "unstable", "buster",
+    "bullseye",
+    "bookworm",
+    "trixie",
+    "forky",
+    "duke",
+    "sid",
+    "oldoldstable",
+    "oldstable",
+    "stable",
+    "testing",
+    "unstable",
+    "buster",
 ];
 
 /// The first enabled binary (`deb`) http(s) source that carries a plain
@@ -640,7 +677,11 @@ deb http://security.example/debian-security bookworm-security main
         let d = tempfile::tempdir().unwrap();
         let sl = d.path().join("sources.list.d");
         std::fs::create_dir(&sl).unwrap();
-        std::fs::write(sl.join("a.list.disabled"), "deb http://x.example/debian sid main\n").unwrap();
+        std::fs::write(
+            sl.join("a.list.disabled"),
+            "deb http://x.example/debian sid main\n",
+        )
+        .unwrap();
         std::fs::write(sl.join("debian.sources"), DEB822).unwrap();
         let s = sources_in(d.path());
         assert_eq!(s.len(), 2);
@@ -698,8 +739,15 @@ deb http://security.example/debian-security bookworm-security main
         let good = format!("default: k\nkernels:\n{}", entry("k", &ok));
         assert!(parse_catalogue(&good).is_ok());
         let bad_sha = format!("default: k\nkernels:\n{}", entry("k", "abc"));
-        assert!(parse_catalogue(&bad_sha).unwrap_err().to_string().contains("`k`"));
-        let dup = format!("default: k\nkernels:\n{}{}", entry("k", &ok), entry("k", &ok));
+        assert!(parse_catalogue(&bad_sha)
+            .unwrap_err()
+            .to_string()
+            .contains("`k`"));
+        let dup = format!(
+            "default: k\nkernels:\n{}{}",
+            entry("k", &ok),
+            entry("k", &ok)
+        );
         assert!(parse_catalogue(&dup).is_err());
         let no_default = format!("default: z\nkernels:\n{}", entry("k", &ok));
         assert!(parse_catalogue(&no_default).is_err());
@@ -719,7 +767,10 @@ deb http://security.example/debian-security bookworm-security main
     #[test]
     fn bzimage_version_string() {
         let img = fake_bzimage("6.1.0-50-cloud-amd64 (debian-kernel@lists) #1 SMP");
-        assert_eq!(bzimage_release(&img).as_deref(), Some("6.1.0-50-cloud-amd64"));
+        assert_eq!(
+            bzimage_release(&img).as_deref(),
+            Some("6.1.0-50-cloud-amd64")
+        );
         assert_eq!(bzimage_release(b"not a kernel"), None);
         assert_eq!(bzimage_release(&[0u8; 0x1000]), None);
     }
@@ -734,7 +785,10 @@ deb http://security.example/debian-security bookworm-security main
         assert_eq!(k.name, "vmlinuz-2.6.32-custom");
         assert_eq!(k.sha256.len(), 64);
         let e = resolve_kernel("no-such-kernel").unwrap_err().to_string();
-        assert!(e.contains("no-such-kernel") && e.contains(DEFAULT_KERNEL), "{e}");
+        assert!(
+            e.contains("no-such-kernel") && e.contains(DEFAULT_KERNEL),
+            "{e}"
+        );
     }
 
     #[test]

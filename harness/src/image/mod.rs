@@ -71,9 +71,7 @@ pub fn cache_dir() -> Result<PathBuf, ImageError> {
     cache_dir_from(|k| std::env::var_os(k))
 }
 
-fn cache_dir_from(
-    get: impl Fn(&str) -> Option<std::ffi::OsString>,
-) -> Result<PathBuf, ImageError> {
+fn cache_dir_from(get: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf, ImageError> {
     let nonempty = |k: &str| get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(p) = nonempty("OOMLAB_CACHE") {
         return Ok(p);
@@ -102,10 +100,21 @@ mod tests {
 
     #[test]
     fn cache_dir_precedence() {
-        let all = [("OOMLAB_CACHE", "/c"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
+        let all = [
+            ("OOMLAB_CACHE", "/c"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
         assert_eq!(cache_dir_from(env(&all)).unwrap(), PathBuf::from("/c"));
-        let xdg = [("OOMLAB_CACHE", ""), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
-        assert_eq!(cache_dir_from(env(&xdg)).unwrap(), PathBuf::from("/x/oomlab"));
+        let xdg = [
+            ("OOMLAB_CACHE", ""),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(
+            cache_dir_from(env(&xdg)).unwrap(),
+            PathBuf::from("/x/oomlab")
+        );
         let home = [("HOME", "/h")];
         assert_eq!(
             cache_dir_from(env(&home)).unwrap(),

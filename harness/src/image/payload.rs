@@ -105,21 +105,27 @@ pub fn workspace_root() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok();
     exe.as_deref()
         .and_then(workspace_above)
-        .or_else(|| std::env::current_dir().ok().as_deref().and_then(workspace_above))
+        .or_else(|| {
+            std::env::current_dir()
+                .ok()
+                .as_deref()
+                .and_then(workspace_above)
+        })
         .or_else(|| workspace_above(Path::new(env!("CARGO_MANIFEST_DIR"))))
 }
 
 /// Cargo's target directory for `root`, honouring `CARGO_TARGET_DIR`.
 pub fn target_dir(root: &Path) -> PathBuf {
-    target_dir_from(root, std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
+    target_dir_from(
+        root,
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
+    )
 }
 
 fn target_dir_from(root: &Path, env: Option<PathBuf>) -> PathBuf {
     match env.filter(|p| !p.as_os_str().is_empty()) {
         // Cargo resolves a relative CARGO_TARGET_DIR against the cwd.
-        Some(p) if p.is_relative() => std::env::current_dir()
-            .map(|c| c.join(&p))
-            .unwrap_or(p),
+        Some(p) if p.is_relative() => std::env::current_dir().map(|c| c.join(&p)).unwrap_or(p),
         Some(p) => p,
         None => root.join("target"),
     }
@@ -135,8 +141,14 @@ pub fn build_payload(workspace_root: &Path) -> Result<BuiltPayload, ImageError> 
     let choice = choose_target();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
-    cmd.current_dir(workspace_root)
-        .args(["build", "--release", "-p", PACKAGE, "--target", choice.target]);
+    cmd.current_dir(workspace_root).args([
+        "build",
+        "--release",
+        "-p",
+        PACKAGE,
+        "--target",
+        choice.target,
+    ]);
     if let Some(flags) = choice.rustflags() {
         let mut all = std::env::var("RUSTFLAGS").unwrap_or_default();
         if !all.is_empty() {
@@ -145,7 +157,10 @@ pub fn build_payload(workspace_root: &Path) -> Result<BuiltPayload, ImageError> 
         all.push_str(flags);
         cmd.env("RUSTFLAGS", all);
     }
-    let shown = format!("cargo build --release -p {PACKAGE} --target {}", choice.target);
+    let shown = format!(
+        "cargo build --release -p {PACKAGE} --target {}",
+        choice.target
+    );
     let status = cmd.status().map_err(|e| ImageError::Command {
         cmd: shown.clone(),
         detail: e.to_string(),
@@ -213,8 +228,7 @@ pub fn locate_payload() -> Result<PathBuf, ImageError> {
     }
     let root = workspace_root().ok_or_else(|| {
         ImageError::PayloadNotFound(
-            "no oomlab workspace found; set OOMLAB_PAYLOAD to a static guest-payload binary"
-                .into(),
+            "no oomlab workspace found; set OOMLAB_PAYLOAD to a static guest-payload binary".into(),
         )
     })?;
     if let Some(p) = newest(&candidates(&root)) {
@@ -236,7 +250,9 @@ mod tests {
     #[test]
     fn workspace_manifest_detection() {
         assert!(is_workspace_manifest("[workspace]\nmembers = []\n"));
-        assert!(is_workspace_manifest("[package]\nname='x'\n\n [workspace] \n"));
+        assert!(is_workspace_manifest(
+            "[package]\nname='x'\n\n [workspace] \n"
+        ));
         assert!(!is_workspace_manifest("[workspace.dependencies]\nx = 1\n"));
         assert!(!is_workspace_manifest("[package]\nname = \"workspace\"\n"));
     }

@@ -73,7 +73,13 @@ pub fn render_terminal(r: &Report) -> String {
         (Some(x), true) => format!("  (expected {x}: ok)"),
         (Some(x), false) => format!("  (expected {x}: MISMATCH)"),
     };
-    let _ = writeln!(s, "{}: {}{}", r.scenario, r.verdict.as_str().to_uppercase(), mark);
+    let _ = writeln!(
+        s,
+        "{}: {}{}",
+        r.scenario,
+        r.verdict.as_str().to_uppercase(),
+        mark
+    );
     let _ = writeln!(s, "  why:      {}", r.why);
     let _ = writeln!(
         s,
@@ -103,8 +109,10 @@ pub fn render_terminal(r: &Report) -> String {
         s,
         "  canary:   {} ticks, worst {} ms late, p99 {} ms; quiet tail {:.1} s of {:.1} s",
         e.canary_ticks,
-        e.canary_max_late_ms.map_or("-".into(), |v| format!("{v:.0}")),
-        e.canary_p99_late_ms.map_or("-".into(), |v| format!("{v:.0}")),
+        e.canary_max_late_ms
+            .map_or("-".into(), |v| format!("{v:.0}")),
+        e.canary_p99_late_ms
+            .map_or("-".into(), |v| format!("{v:.0}")),
         e.quiet_tail_s,
         e.window_s
     );
@@ -122,7 +130,11 @@ pub fn render_terminal(r: &Report) -> String {
         "  time:     boot {}, verdict after {:.1} s wall{}",
         opt_s(r.timings.boot_s),
         r.timings.wall_s,
-        if r.timings.stopped_early { " (early verdict)" } else { "" }
+        if r.timings.stopped_early {
+            " (early verdict)"
+        } else {
+            ""
+        }
     );
     for n in &e.notes {
         let _ = writeln!(s, "  note:     {n}");
@@ -136,7 +148,10 @@ pub fn render_terminal(r: &Report) -> String {
 /// Write JSON atomically (temp file + rename): an interrupted run never
 /// leaves a half-written report.
 pub fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     serde_json::to_writer_pretty(&mut tmp, value)?;

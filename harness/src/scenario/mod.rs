@@ -288,10 +288,16 @@ impl Scenario {
             ));
         }
         if !(1..=64).contains(&vm.cpus) {
-            return Err(bad("vm.cpus", format!("{} is out of range 1..=64", vm.cpus)));
+            return Err(bad(
+                "vm.cpus",
+                format!("{} is out of range 1..=64", vm.cpus),
+            ));
         }
         if vm.kernel.trim().is_empty() {
-            return Err(bad("vm.kernel", "must name a catalogue kernel or a path".into()));
+            return Err(bad(
+                "vm.kernel",
+                "must name a catalogue kernel or a path".into(),
+            ));
         }
         let l = &self.limits;
         for (field, v, min) in [
@@ -305,7 +311,10 @@ impl Scenario {
             }
         }
         if !l.wall_s.is_finite() || l.wall_s < 0.0 || l.wall_s > 7200.0 {
-            return Err(bad("limits.wall_s", format!("{} is out of range 0..=7200", l.wall_s)));
+            return Err(bad(
+                "limits.wall_s",
+                format!("{} is out of range 0..=7200", l.wall_s),
+            ));
         }
         if l.settle_s >= l.duration_s {
             return Err(bad(
@@ -319,12 +328,18 @@ impl Scenario {
         if l.wall_s > 0.0 && l.wall_s < l.duration_s {
             return Err(bad(
                 "limits.wall_s",
-                format!("{} is shorter than limits.duration_s ({})", l.wall_s, l.duration_s),
+                format!(
+                    "{} is shorter than limits.duration_s ({})",
+                    l.wall_s, l.duration_s
+                ),
             ));
         }
         let w = &self.workload;
         if !(1..=256).contains(&w.workers) {
-            return Err(bad("workload.workers", format!("{} is out of range 1..=256", w.workers)));
+            return Err(bad(
+                "workload.workers",
+                format!("{} is out of range 1..=256", w.workers),
+            ));
         }
         if w.worker_mem_mib == 0 {
             return Err(bad("workload.worker_mem_mib", "must be at least 1".into()));
@@ -332,14 +347,23 @@ impl Scenario {
         if w.worker_step_mib > w.worker_mem_mib {
             return Err(bad(
                 "workload.worker_step_mib",
-                format!("{} is larger than worker_mem_mib ({})", w.worker_step_mib, w.worker_mem_mib),
+                format!(
+                    "{} is larger than worker_mem_mib ({})",
+                    w.worker_step_mib, w.worker_mem_mib
+                ),
             ));
         }
         if !(10..=10_000).contains(&w.canary_ms) {
-            return Err(bad("workload.canary_ms", format!("{} is out of range 10..=10000", w.canary_ms)));
+            return Err(bad(
+                "workload.canary_ms",
+                format!("{} is out of range 10..=10000", w.canary_ms),
+            ));
         }
         if !(50..=60_000).contains(&w.sample_ms) {
-            return Err(bad("workload.sample_ms", format!("{} is out of range 50..=60000", w.sample_ms)));
+            return Err(bad(
+                "workload.sample_ms",
+                format!("{} is out of range 50..=60000", w.sample_ms),
+            ));
         }
         if w.respawn != Respawn::Delay && w.respawn_delay_ms != 0 {
             return Err(bad(
@@ -406,7 +430,10 @@ impl Scenario {
         let w = &self.workload;
         let mut lines = vec![
             format!("name={}", self.name),
-            format!("duration_ms={}", (self.limits.duration_s * 1000.0).round() as u64),
+            format!(
+                "duration_ms={}",
+                (self.limits.duration_s * 1000.0).round() as u64
+            ),
             format!("workers={}", w.workers),
             format!("worker_mem_kib={}", u64::from(w.worker_mem_mib) * 1024),
             format!("worker_step_kib={}", u64::from(w.worker_step_mib) * 1024),

@@ -58,7 +58,11 @@ fn shipped_scenarios_are_valid() {
             n += 1;
         }
     }
-    assert!(n >= 2, "expected the shipped scenarios in {}", dir.display());
+    assert!(
+        n >= 2,
+        "expected the shipped scenarios in {}",
+        dir.display()
+    );
 }
 
 /// Each broken file, and the words its error must contain: the file, the
@@ -84,7 +88,11 @@ fn broken_scenarios_are_refused_with_file_line_and_field() {
         (
             "bad verdict",
             "name: t\nexpect: deadlock\n",
-            &["scenarios/x.yaml:2:", "unknown variant `deadlock`", "livelock"],
+            &[
+                "scenarios/x.yaml:2:",
+                "unknown variant `deadlock`",
+                "livelock",
+            ],
         ),
         (
             "wrong type",
@@ -94,7 +102,11 @@ fn broken_scenarios_are_refused_with_file_line_and_field() {
         (
             "memory too small",
             "name: t\nvm:\n  memory_mib: 16\n",
-            &["scenarios/x.yaml:3:", "field `vm.memory_mib`", "16 is out of range"],
+            &[
+                "scenarios/x.yaml:3:",
+                "field `vm.memory_mib`",
+                "16 is out of range",
+            ],
         ),
         (
             "zero workers",
@@ -104,7 +116,11 @@ fn broken_scenarios_are_refused_with_file_line_and_field() {
         (
             "settle longer than the window",
             "name: t\nlimits:\n  duration_s: 5\n  settle_s: 8\n",
-            &["scenarios/x.yaml:4:", "field `limits.settle_s`", "shorter than limits.duration_s"],
+            &[
+                "scenarios/x.yaml:4:",
+                "field `limits.settle_s`",
+                "shorter than limits.duration_s",
+            ],
         ),
         (
             "negative duration",
@@ -114,7 +130,11 @@ fn broken_scenarios_are_refused_with_file_line_and_field() {
         (
             "cgroup limit above the VM's memory",
             "name: t\nvm:\n  memory_mib: 256\nmitigations:\n  - cgroup: { memory_max_mib: 512 }\n",
-            &["scenarios/x.yaml:5:", "field `mitigations.cgroup.memory_max_mib`", "512"],
+            &[
+                "scenarios/x.yaml:5:",
+                "field `mitigations.cgroup.memory_max_mib`",
+                "512",
+            ],
         ),
         (
             "unknown mitigation",
@@ -129,7 +149,11 @@ fn broken_scenarios_are_refused_with_file_line_and_field() {
         (
             "oom_score_adj out of range",
             "name: t\nmitigations:\n  - oom_score_adj: { master: 5000 }\n",
-            &["scenarios/x.yaml:3:", "field `mitigations.oom_score_adj.master`", "-1000..=1000"],
+            &[
+                "scenarios/x.yaml:3:",
+                "field `mitigations.oom_score_adj.master`",
+                "-1000..=1000",
+            ],
         ),
         (
             "delay without respawn: delay",
@@ -162,7 +186,9 @@ fn broken_scenarios_are_refused_with_file_line_and_field() {
 #[test]
 fn unreadable_file_names_the_file() {
     let e = Scenario::load(Path::new("/nonexistent/oomlab.yaml")).unwrap_err();
-    assert!(e.to_string().starts_with("/nonexistent/oomlab.yaml: cannot read"));
+    assert!(e
+        .to_string()
+        .starts_with("/nonexistent/oomlab.yaml: cannot read"));
 }
 
 #[test]

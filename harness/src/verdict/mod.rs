@@ -271,7 +271,10 @@ impl RunRecord {
 
     fn kills_of_respawned(&self) -> usize {
         let respawned: HashSet<u32> = self.respawns().iter().map(|(_, p)| *p).collect();
-        self.kills.iter().filter(|k| respawned.contains(&k.pid)).count()
+        self.kills
+            .iter()
+            .filter(|k| respawned.contains(&k.pid))
+            .count()
     }
 
     fn agreement(&self) -> Agreement {
@@ -371,7 +374,10 @@ impl RunRecord {
         }
         if self.ready_t.is_none() {
             let why = if self.boot_timed_out {
-                format!("the payload never reported ready within {} s", limits.boot_s)
+                format!(
+                    "the payload never reported ready within {} s",
+                    limits.boot_s
+                )
             } else {
                 "the guest ended before the payload reported ready".to_string()
             };
@@ -380,7 +386,10 @@ impl RunRecord {
         if self.hung {
             return (
                 Verdict::Hang,
-                format!("neither the console nor telemetry moved for {} s", limits.hang_s),
+                format!(
+                    "neither the console nor telemetry moved for {} s",
+                    limits.hang_s
+                ),
             );
         }
         if ev.oom_kills == 0 {
@@ -390,7 +399,11 @@ impl RunRecord {
                     "no OOM kill in {:.1} s ({} respawns{})",
                     ev.window_s,
                     ev.respawns,
-                    if ev.respawns > 0 { ": a respawn storm without OOM" } else { "" }
+                    if ev.respawns > 0 {
+                        ": a respawn storm without OOM"
+                    } else {
+                        ""
+                    }
                 ),
             );
         }
@@ -433,12 +446,15 @@ impl RunRecord {
         let first = kills.iter().copied().reduce(f64::min);
         let last = kills.iter().copied().reduce(f64::max);
         let rate = match (first, last) {
-            (Some(a), Some(b)) if b > a && kills.len() > 1 => Some((kills.len() - 1) as f64 / (b - a)),
+            (Some(a), Some(b)) if b > a && kills.len() > 1 => {
+                Some((kills.len() - 1) as f64 / (b - a))
+            }
             _ => None,
         };
         let mut late: Vec<f64> = self.ticks.iter().map(|(_, l)| *l).collect();
         late.sort_by(f64::total_cmp);
-        let p99 = (!late.is_empty()).then(|| late[((late.len() - 1) as f64 * 0.99).round() as usize]);
+        let p99 =
+            (!late.is_empty()).then(|| late[((late.len() - 1) as f64 * 0.99).round() as usize]);
         let mut notes = Vec::new();
         for (what, ok, detail) in &self.setup {
             if !ok {
@@ -449,7 +465,10 @@ impl RunRecord {
             notes.push(format!("guest error: {e}"));
         }
         if self.telemetry_unparsed > 0 {
-            notes.push(format!("{} telemetry line(s) unreadable", self.telemetry_unparsed));
+            notes.push(format!(
+                "{} telemetry line(s) unreadable",
+                self.telemetry_unparsed
+            ));
         }
         if self.worker_other_exits > 0 {
             notes.push(format!(

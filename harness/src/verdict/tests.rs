@@ -18,21 +18,36 @@ fn kill(rec: &mut RunRecord, t: f64, pid: u32) {
     let line = format!(
         "[{t:12.6}] Out of memory: Killed process {pid} (nginx) total-vm:63000kB, anon-rss:60000kB, file-rss:4kB, shmem-rss:0kB, UID:0 pgtables:160kB oom_score_adj:0"
     );
-    assert!(matches!(rec.ingest_console(&line), Some(KernelEvent::Killed(_))), "{line}");
+    assert!(
+        matches!(rec.ingest_console(&line), Some(KernelEvent::Killed(_))),
+        "{line}"
+    );
 }
 
 /// ready at 2 s, master 10 with 4 workers 11..14, canary ticking to `end`.
 fn base(end: f64) -> RunRecord {
     let mut r = RunRecord::new(4);
-    tel(&mut r, r#"{"t":2.0,"ev":"ready","name":"x","kernel":"6.1.0-test"}"#.into());
-    tel(&mut r, r#"{"t":2.0,"ev":"spawn","pid":10,"ppid":1,"role":"master"}"#.into());
+    tel(
+        &mut r,
+        r#"{"t":2.0,"ev":"ready","name":"x","kernel":"6.1.0-test"}"#.into(),
+    );
+    tel(
+        &mut r,
+        r#"{"t":2.0,"ev":"spawn","pid":10,"ppid":1,"role":"master"}"#.into(),
+    );
     for pid in 11..15 {
-        tel(&mut r, format!(r#"{{"t":2.1,"ev":"spawn","pid":{pid},"ppid":10,"role":"worker"}}"#));
+        tel(
+            &mut r,
+            format!(r#"{{"t":2.1,"ev":"spawn","pid":{pid},"ppid":10,"role":"worker"}}"#),
+        );
     }
     let mut t = 2.0;
     let mut seq = 0;
     while t <= end {
-        tel(&mut r, format!(r#"{{"t":{t},"ev":"tick","seq":{seq},"late_ms":1.5}}"#));
+        tel(
+            &mut r,
+            format!(r#"{{"t":{t},"ev":"tick","seq":{seq},"late_ms":1.5}}"#),
+        );
         t += 0.1;
         seq += 1;
     }
@@ -45,8 +60,20 @@ fn respawn_loop(r: &mut RunRecord, from: f64, to: f64, every: f64) {
     let mut next = 100;
     while t < to {
         kill(r, t, victim);
-        tel(r, format!(r#"{{"t":{},"ev":"exit","pid":{victim},"role":"worker","signal":9}}"#, t + 0.01));
-        tel(r, format!(r#"{{"t":{},"ev":"spawn","pid":{next},"ppid":10,"role":"worker"}}"#, t + 0.02));
+        tel(
+            r,
+            format!(
+                r#"{{"t":{},"ev":"exit","pid":{victim},"role":"worker","signal":9}}"#,
+                t + 0.01
+            ),
+        );
+        tel(
+            r,
+            format!(
+                r#"{{"t":{},"ev":"spawn","pid":{next},"ppid":10,"role":"worker"}}"#,
+                t + 0.02
+            ),
+        );
         victim = next;
         next += 1;
         t += every;
@@ -57,7 +84,10 @@ fn respawn_loop(r: &mut RunRecord, from: f64, to: f64, every: f64) {
 fn endless_kills_of_respawned_workers_is_livelock() {
     let mut r = base(12.0);
     respawn_loop(&mut r, 3.0, 12.0, 0.15);
-    tel(&mut r, r#"{"t":12.0,"ev":"done","reason":"duration"}"#.into());
+    tel(
+        &mut r,
+        r#"{"t":12.0,"ev":"done","reason":"duration"}"#.into(),
+    );
     let j = r.judge(&limits());
     assert_eq!(j.verdict, Verdict::Livelock, "{}", j.why);
     assert!(j.evidence.oom_kills >= 50);
@@ -70,7 +100,10 @@ fn endless_kills_of_respawned_workers_is_livelock() {
 fn kills_then_quiet_is_recovered() {
     let mut r = base(12.0);
     respawn_loop(&mut r, 3.0, 4.0, 0.2);
-    tel(&mut r, r#"{"t":12.0,"ev":"done","reason":"duration"}"#.into());
+    tel(
+        &mut r,
+        r#"{"t":12.0,"ev":"done","reason":"duration"}"#.into(),
+    );
     let j = r.judge(&limits());
     assert_eq!(j.verdict, Verdict::Recovered, "{}", j.why);
     assert!(j.evidence.quiet_tail_s >= 7.5);
@@ -80,7 +113,10 @@ fn kills_then_quiet_is_recovered() {
 fn quiet_tail_shorter_than_settle_is_still_livelock() {
     let mut r = base(12.0);
     respawn_loop(&mut r, 3.0, 10.0, 0.2);
-    tel(&mut r, r#"{"t":12.0,"ev":"done","reason":"duration"}"#.into());
+    tel(
+        &mut r,
+        r#"{"t":12.0,"ev":"done","reason":"duration"}"#.into(),
+    );
     assert_eq!(r.judge(&limits()).verdict, Verdict::Livelock);
 }
 
@@ -89,10 +125,25 @@ fn respawns_without_kills_is_no_oom_and_counted() {
     let mut r = base(12.0);
     for i in 0..30 {
         let t = 3.0 + f64::from(i) * 0.1;
-        tel(&mut r, format!(r#"{{"t":{t},"ev":"exit","pid":{},"role":"worker","status":1}}"#, 11 + i));
-        tel(&mut r, format!(r#"{{"t":{t},"ev":"spawn","pid":{},"ppid":10,"role":"worker"}}"#, 200 + i));
+        tel(
+            &mut r,
+            format!(
+                r#"{{"t":{t},"ev":"exit","pid":{},"role":"worker","status":1}}"#,
+                11 + i
+            ),
+        );
+        tel(
+            &mut r,
+            format!(
+                r#"{{"t":{t},"ev":"spawn","pid":{},"ppid":10,"role":"worker"}}"#,
+                200 + i
+            ),
+        );
     }
-    tel(&mut r, r#"{"t":12.0,"ev":"done","reason":"duration"}"#.into());
+    tel(
+        &mut r,
+        r#"{"t":12.0,"ev":"done","reason":"duration"}"#.into(),
+    );
     let j = r.judge(&limits());
     assert_eq!(j.verdict, Verdict::NoOom);
     assert_eq!(j.evidence.respawns, 30);
@@ -105,7 +156,10 @@ fn panic_wins() {
     respawn_loop(&mut r, 3.0, 4.0, 0.2);
     r.ingest_console("[    4.500000] Kernel panic - not syncing: System is deadlocked on memory");
     assert_eq!(r.judge(&limits()).verdict, Verdict::Panic);
-    assert_eq!(r.early_verdict(&limits()).map(|v| v.0), Some(Verdict::Panic));
+    assert_eq!(
+        r.early_verdict(&limits()).map(|v| v.0),
+        Some(Verdict::Panic)
+    );
 }
 
 #[test]
@@ -123,7 +177,10 @@ fn no_ready_is_boot_failure_and_silence_is_hang() {
 fn quiet_but_dead_canary_is_hang_not_recovered() {
     let mut r = base(4.0);
     respawn_loop(&mut r, 3.0, 3.5, 0.2);
-    tel(&mut r, r#"{"t":12.0,"ev":"done","reason":"duration"}"#.into());
+    tel(
+        &mut r,
+        r#"{"t":12.0,"ev":"done","reason":"duration"}"#.into(),
+    );
     assert_eq!(r.judge(&limits()).verdict, Verdict::Hang);
 }
 
@@ -142,9 +199,15 @@ fn early_recovered_needs_the_whole_workload_gone() {
     let mut r = base(9.0);
     respawn_loop(&mut r, 3.0, 3.3, 0.2);
     assert_eq!(r.early_verdict(&limits()), None, "master still alive");
-    tel(&mut r, r#"{"t":3.4,"ev":"exit","pid":10,"role":"master","signal":9}"#.into());
+    tel(
+        &mut r,
+        r#"{"t":3.4,"ev":"exit","pid":10,"role":"master","signal":9}"#.into(),
+    );
     for pid in [12, 13, 14, 101] {
-        tel(&mut r, format!(r#"{{"t":3.4,"ev":"exit","pid":{pid},"role":"orphan","signal":9}}"#));
+        tel(
+            &mut r,
+            format!(r#"{{"t":3.4,"ev":"exit","pid":{pid},"role":"orphan","signal":9}}"#),
+        );
     }
     let (v, _) = r.early_verdict(&limits()).expect("all gone, quiet for 5 s");
     assert_eq!(v, Verdict::Recovered);

@@ -44,7 +44,10 @@ pub fn kvm_device_check(dev: &Path) -> Result<(), String> {
     // SAFETY: plain ioctls on a descriptor we own; no pointers passed.
     let api = unsafe { libc::ioctl(f.as_raw_fd(), KVM_GET_API_VERSION, 0) };
     if api != 12 {
-        return Err(format!("{}: KVM API version {api}, expected 12", dev.display()));
+        return Err(format!(
+            "{}: KVM API version {api}, expected 12",
+            dev.display()
+        ));
     }
     // SAFETY: as above; the returned fd is closed right away.
     let vm = unsafe { libc::ioctl(f.as_raw_fd(), KVM_CREATE_VM, 0) };
@@ -164,8 +167,14 @@ mod tests {
             kvm_works: true,
             ..bad
         };
-        assert_eq!(decide(Accel::Auto, Some((&good, false))).used, AccelKind::Kvm);
-        assert_eq!(decide(Accel::Tcg, Some((&good, false))).used, AccelKind::Tcg);
+        assert_eq!(
+            decide(Accel::Auto, Some((&good, false))).used,
+            AccelKind::Kvm
+        );
+        assert_eq!(
+            decide(Accel::Tcg, Some((&good, false))).used,
+            AccelKind::Tcg
+        );
         assert_eq!(decide(Accel::Kvm, None).used, AccelKind::Kvm);
     }
 
@@ -179,8 +188,15 @@ mod tests {
     fn cache_round_trip_and_key() {
         let dir = tempfile::tempdir().unwrap();
         let f = cache_file(dir.path());
-        let k = probe_key("6.1", "QEMU emulator version 7.2.0\nCopyright", "abcdef0123456789ffff");
-        assert_eq!(k, "host=6.1|qemu=QEMU emulator version 7.2.0|guest=abcdef0123456789");
+        let k = probe_key(
+            "6.1",
+            "QEMU emulator version 7.2.0\nCopyright",
+            "abcdef0123456789ffff",
+        );
+        assert_eq!(
+            k,
+            "host=6.1|qemu=QEMU emulator version 7.2.0|guest=abcdef0123456789"
+        );
         assert_eq!(load_cached(&f, &k), None);
         let r = ProbeResult {
             kvm_works: false,

@@ -138,7 +138,10 @@ mod tests {
 
     #[test]
     fn tcg_has_no_cpu_host_and_kvm_has() {
-        assert_eq!(s(&machine_args(AccelKind::Tcg)), "-machine pc -no-reboot -accel tcg");
+        assert_eq!(
+            s(&machine_args(AccelKind::Tcg)),
+            "-machine pc -no-reboot -accel tcg"
+        );
         assert_eq!(
             s(&machine_args(AccelKind::Kvm)),
             "-machine pc -no-reboot -accel kvm -cpu host"

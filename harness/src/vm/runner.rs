@@ -147,12 +147,17 @@ fn spawn_qemu(cfg: &VmConfig, socket: &Path) -> Result<(Child, Vec<String>), VmE
     Ok((child, shown))
 }
 
-/// Read `\n`-terminated lines as bytes (serial output need not be UTF-8).
+/// Read one `\n`-terminated line as bytes (serial output need not be
+/// UTF-8) into `buf`, which the caller clears after using the line.
+///
+/// Used inside `select!`: a cancelled `read_until` leaves the bytes it had
+/// read in `buf`, so `buf` must not be cleared here, or the start of a line
+/// read across a cancellation is lost.
 async fn next_line<R: AsyncRead + Unpin>(r: &mut BufReader<R>, buf: &mut Vec<u8>) -> Option<()> {
-    buf.clear();
     match r.read_until(b'\n', buf).await {
-        Ok(0) | Err(_) => None,
+        Ok(0) if buf.is_empty() => None,
         Ok(_) => Some(()),
+        Err(_) => None,
     }
 }
 
@@ -235,6 +240,7 @@ pub async fn run(
                         send(Output::Kernel(ev));
                     }
                     send(Output::Console(line.to_string()));
+                    cbuf.clear();
                 }
                 None => console_open = false,
             },
@@ -257,6 +263,7 @@ pub async fn run(
                         }
                         send(Output::Telemetry(tel));
                     }
+                    tbuf.clear();
                 }
                 None => telemetry_open = false,
             },
@@ -299,6 +306,7 @@ pub async fn run(
                                 keep(&mut console_log, &cbuf).await;
                                 let line = String::from_utf8_lossy(&cbuf);
                                 record.ingest_console(line.trim_end_matches(['\n', '\r']));
+                                cbuf.clear();
                             }
                             None => console_open = false,
                         }
@@ -307,6 +315,7 @@ pub async fn run(
                         while let Some(()) = next_line(t, &mut tbuf).await {
                             keep(&mut telemetry_log, &tbuf).await;
                             record.ingest_telemetry_line(&String::from_utf8_lossy(&tbuf));
+                            tbuf.clear();
                         }
                     }
                 };
@@ -333,7 +342,9 @@ pub async fn run(
         .and_then(|r| r.ok())
         .unwrap_or_default();
     if !qemu_stderr.trim().is_empty() {
-        record.guest_errors.push(format!("qemu: {}", qemu_stderr.trim()));
+        record
+            .guest_errors
+            .push(format!("qemu: {}", qemu_stderr.trim()));
     }
     Ok(RunOutcome {
         record,

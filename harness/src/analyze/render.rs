@@ -1,0 +1,195 @@
+//! The human report: a few summary lines first, details after.
+
+use std::fmt::Write;
+
+use super::{Analysis, Incident, Victim};
+
+fn opt<T: std::fmt::Display>(label: &str, v: Option<T>) -> String {
+    v.map_or(String::new(), |v| format!(" {label}{v}"))
+}
+
+fn victim_line(v: &Victim) -> String {
+    let mut s = format!("{} {} ({})", v.how.replace('_', " "), v.pid, v.name);
+    s += &opt("uid ", v.uid);
+    s += &opt("score ", v.score);
+    s += &opt("total-vm ", v.total_vm_kb.map(|x| format!("{x}kB")));
+    s += &opt("anon-rss ", v.anon_rss_kb.map(|x| format!("{x}kB")));
+    s += &opt("file-rss ", v.file_rss_kb.map(|x| format!("{x}kB")));
+    s += &opt("shmem-rss ", v.shmem_rss_kb.map(|x| format!("{x}kB")));
+    s += &opt("oom_score_adj ", v.oom_score_adj);
+    match (v.in_task_table, v.respawned) {
+        (Some(true), _) => s += " [in task table]",
+        (Some(false), Some(true)) => s += " [respawned: not in earlier task table, newer pid]",
+        (Some(false), _) => s += " [not in task table]",
+        _ => {}
+    }
+    if let Some(r) = &v.reaper {
+        s += &format!("; oom_reaper: {r}");
+    }
+    s
+}
+
+fn incident_lines(out: &mut String, inc: &Incident) {
+    let _ = write!(
+        out,
+        "  #{} {}",
+        inc.index,
+        inc.time.as_deref().unwrap_or("(no time)")
+    );
+    if let Some(t) = &inc.invoking_task {
+        let _ = write!(out, " {t} invoked oom-killer");
+        out.push_str(&opt("gfp_mask=", inc.gfp_mask.as_deref()));
+        out.push_str(&opt("order=", inc.order));
+    } else if !inc.header_printed {
+        out.push_str(" (no OOM header before it: ratelimited or not in the log)");
+    }
+    let _ = write!(out, "; constraint {:?}", inc.constraint);
+    out.push_str(&opt("memcg ", inc.oom_memcg.as_deref()));
+    if let Some(t) = &inc.task_memcg {
+        if inc.oom_memcg.as_deref() != Some(t.as_str()) {
+            let _ = write!(out, " task_memcg {t}");
+        }
+    }
+    if let (Some(u), Some(l)) = (inc.memcg_usage_kb, inc.memcg_limit_kb) {
+        let _ = write!(out, " usage {u}kB/limit {l}kB");
+    }
+    if inc.task_table_rows > 0 {
+        let _ = write!(out, "; {} task rows", inc.task_table_rows);
+    }
+    out.push('\n');
+    if let Some(c) = &inc.chosen {
+        let _ = writeln!(
+            out,
+            "      chose {} ({}){} [{}]",
+            c.pid,
+            c.name,
+            opt("score ", c.score),
+            c.message
+        );
+    }
+    for v in &inc.victims {
+        let _ = writeln!(out, "      {}", victim_line(v));
+    }
+    if let Some(g) = &inc.oom_group {
+        let _ = writeln!(out, "      memory.oom.group: whole cgroup {g} killed");
+    }
+    if let Some(e) = &inc.victim_exiting {
+        let _ = writeln!(
+            out,
+            "      victim {} ({}) already exiting: nothing killed",
+            e.pid, e.name
+        );
+    }
+    if inc.no_killable {
+        let _ = writeln!(out, "      no killable process");
+    }
+    if let Some(p) = &inc.panic {
+        let _ = writeln!(out, "      KERNEL PANIC: {p}");
+    }
+}
+
+/// The report for people: summary first (loops, counts, panic), then
+/// groups and every incident.
+pub fn render_human(a: &Analysis) -> String {
+    let mut out = String::new();
+    let t = &a.totals;
+    if a.loops.is_empty() {
+        let _ = writeln!(out, "No kill/respawn loop found.");
+    }
+    for l in &a.loops {
+        let _ = writeln!(out, "LOOP: {}", l.summary);
+    }
+    for g in a.groups.iter().filter(|g| g.is_loop) {
+        for s in &g.spared {
+            let _ = writeln!(
+                out,
+                "  spared: {} {} process(es) of uid {} never chosen: {}",
+                s.count, g.name, s.uid, s.why
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "OOM: {} incident(s), {} header(s), {} chosen, {} killed, {} reaped{}{}",
+        t.incidents,
+        t.oom_invocations,
+        t.chosen,
+        t.killed,
+        t.reaped,
+        if t.no_killable > 0 {
+            format!(", {} with no killable process", t.no_killable)
+        } else {
+            String::new()
+        },
+        match &a.panic {
+            Some(p) => format!("; KERNEL PANIC: {p}"),
+            None => "; no panic".to_string(),
+        }
+    );
+    if let Some(e) = &a.era {
+        let _ = writeln!(out, "Kernel era (from formats): {e}");
+    }
+    for n in &a.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    out.push('\n');
+    if !a.groups.is_empty() {
+        let _ = writeln!(out, "Victims by (name, uid, memcg):");
+        for g in &a.groups {
+            let _ = writeln!(
+                out,
+                "  {} uid {} memcg {}: {} kill(s), {} pid(s), {} respawned, {} in task table, {} unknown{}{}",
+                g.name,
+                g.uid.map_or("?".to_string(), |u| u.to_string()),
+                g.memcg.as_deref().unwrap_or("-"),
+                g.kills,
+                g.distinct_pids,
+                g.respawned_kills,
+                g.in_table_kills,
+                g.unknown_kills,
+                match (g.span_s, g.kills_per_s) {
+                    (Some(s), Some(r)) => format!(", {s:.1} s, {r}/s"),
+                    _ => String::new(),
+                },
+                if g.is_loop { " LOOP" } else { "" }
+            );
+            let pids: Vec<String> = g.pids.iter().map(u32::to_string).collect();
+            let _ = writeln!(out, "    pids: {}", pids.join(" "));
+            if let Some(m) = &g.likely_master {
+                let _ = writeln!(
+                    out,
+                    "    likely master: {} ({}) uid {} rss {} pages, never killed",
+                    m.pid, m.name, m.uid, m.rss_pages
+                );
+            }
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "Incidents:");
+    for inc in &a.incidents {
+        incident_lines(&mut out, inc);
+    }
+    if a.incidents_omitted > 0 {
+        let _ = writeln!(
+            out,
+            "  ... {} more incident(s) not shown",
+            a.incidents_omitted
+        );
+    }
+    for i in &a.inputs {
+        let _ = writeln!(
+            out,
+            "input {}: {} bytes{}, {} line(s) examined{}",
+            i.path,
+            i.bytes,
+            if i.gzip { " (gzip)" } else { "" },
+            i.lines_examined,
+            if i.journal_json_lines > 0 {
+                format!(", {} journal JSON record(s)", i.journal_json_lines)
+            } else {
+                String::new()
+            }
+        );
+    }
+    out
+}

@@ -1,0 +1,63 @@
+//! Acceptance test of issue #3 on the seed post-mortem, read as given (a
+//! Chinese document with the CentOS 6 syslog lines inside it).
+
+use std::path::PathBuf;
+
+use oomlab::analyze::{analyze_paths, exit_code, render_human, AnalyzeOptions};
+
+fn seed_path() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for cand in [
+        here.join("../../shared/seed/000_b16454508b94c1e4.txt"),
+        here.join("../shared/seed/000_b16454508b94c1e4.txt"),
+        PathBuf::from("/work/shared/seed/000_b16454508b94c1e4.txt"),
+    ] {
+        if cand.exists() {
+            return cand;
+        }
+    }
+    panic!("seed log not found next to the repository (../shared/seed)");
+}
+
+#[test]
+fn seed_log_kill_respawn_loop() {
+    let a = analyze_paths(&[seed_path()], &AnalyzeOptions::default()).expect("seed readable");
+    assert_eq!(a.totals.killed, 19, "killed");
+    assert_eq!(a.totals.chosen, 20, "chosen");
+    let victims: Vec<_> = a.incidents.iter().flat_map(|i| &i.victims).collect();
+    assert_eq!(victims.len(), 19);
+    assert!(victims
+        .iter()
+        .all(|v| v.name == "nginx" && v.uid == Some(2188)));
+    assert!(!victims.iter().any(|v| v.uid == Some(0)));
+    for v in &victims {
+        let in_table = [8353, 8354, 8356, 8357].contains(&v.pid);
+        assert_eq!(v.in_task_table, Some(in_table), "pid {}", v.pid);
+        assert_eq!(v.respawned, Some(!in_table), "pid {}", v.pid);
+        if !in_table {
+            assert!(v.pid >= 8358);
+        }
+    }
+    assert!(a.loop_found);
+    assert_eq!(exit_code(&a), 1);
+    let l = &a.loops[0];
+    assert!(l.confirmed);
+    assert_eq!((l.name.as_str(), l.uid), ("nginx", Some(2188)));
+    assert_eq!(l.likely_master, Some(30747));
+    assert_eq!(l.respawned_kills, 15);
+    let g = &a.groups[0];
+    assert!(g
+        .spared
+        .iter()
+        .any(|s| s.uid == 0 && s.why.contains("root")));
+
+    let mut a = a;
+    for i in &mut a.inputs {
+        i.path = "seed/000_b16454508b94c1e4.txt".into();
+    }
+    for inc in &mut a.incidents {
+        inc.input = "seed/000_b16454508b94c1e4.txt".into();
+    }
+    insta::assert_snapshot!("seed_human", render_human(&a));
+    insta::assert_json_snapshot!("seed_json", a);
+}
