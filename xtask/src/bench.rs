@@ -57,12 +57,17 @@ pub fn stats(values: impl IntoIterator<Item = Option<f64>>) -> Option<(f64, f64,
     Some((v[0], median, v[n - 1]))
 }
 
-/// Counts print as integers, times with two decimals.
-fn num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
+/// Seconds with two decimals.
+fn secs(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+/// Counts as integers, unless a median falls between two.
+fn count(v: f64) -> String {
+    if v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
-        format!("{v:.2}")
+        format!("{v:.1}")
     }
 }
 
@@ -71,28 +76,29 @@ pub fn markdown(runs: &[RunResult], header: &str) -> String {
     let mut s = format!(
         "{header}\n\n| run | verdict | boot_s | wall_s | oom_kills |\n|---|---|---|---|---|\n"
     );
-    let cell = |x: Option<f64>| x.map_or("-".to_string(), num);
+    let cell = |x: Option<f64>, f: fn(f64) -> String| x.map_or("-".to_string(), f);
     for (i, r) in runs.iter().enumerate() {
         s += &format!(
             "| {} | {} | {} | {} | {} |\n",
             i + 1,
             r.verdict,
-            cell(r.boot_s),
-            cell(r.wall_s),
-            cell(r.oom_kills)
+            cell(r.boot_s, secs),
+            cell(r.wall_s, secs),
+            cell(r.oom_kills, count)
         );
     }
     s += "\n| metric | min | median | max |\n|---|---|---|---|\n";
     type Field = fn(&RunResult) -> Option<f64>;
-    let rows: [(&str, Field); 3] = [
-        ("boot_s", |r| r.boot_s),
-        ("wall_s", |r| r.wall_s),
-        ("oom_kills", |r| r.oom_kills),
+    type Format = fn(f64) -> String;
+    let rows: [(&str, Field, Format); 3] = [
+        ("boot_s", |r| r.boot_s, secs),
+        ("wall_s", |r| r.wall_s, secs),
+        ("oom_kills", |r| r.oom_kills, count),
     ];
-    for (name, get) in rows {
+    for (name, get, f) in rows {
         match stats(runs.iter().map(get)) {
             Some((lo, mid, hi)) => {
-                s += &format!("| {name} | {} | {} | {} |\n", num(lo), num(mid), num(hi))
+                s += &format!("| {name} | {} | {} | {} |\n", f(lo), f(mid), f(hi))
             }
             None => s += &format!("| {name} | - | - | - |\n"),
         }
