@@ -11,8 +11,12 @@ use oomlab_e2e::{leftovers, oomlab_bin, processes_mentioning, root};
 /// be up (QEMU certainly running), send `sig`, and check what is left.
 fn interrupt_mid_run(sig: i32) -> Option<i32> {
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let private_tmp = tmp.path().join("tmp");
+    interrupt_mid_run_in(sig, tmp.path())
+}
+
+fn interrupt_mid_run_in(sig: i32, tmp: &std::path::Path) -> Option<i32> {
+    let out = tmp.join("out");
+    let private_tmp = tmp.join("tmp");
     std::fs::create_dir(&private_tmp).unwrap();
     let mut child = Command::new(oomlab_bin())
         .current_dir(root())
@@ -88,8 +92,18 @@ fn sigterm_kills_qemu_and_removes_temp_dirs() {
 }
 
 /// SIGKILL gives the harness no chance to clean up: QEMU still dies, through
-/// PR_SET_PDEATHSIG (the temp dir cannot be removed by a killed process).
+/// PR_SET_PDEATHSIG. The killed harness cannot remove its temp dir; the next
+/// run sweeps it (its name carries the dead harness's pid).
 #[test]
-fn sigkill_of_the_harness_still_kills_qemu() {
-    assert_eq!(interrupt_mid_run(libc::SIGKILL), None);
+fn sigkill_of_the_harness_still_kills_qemu_and_next_run_sweeps() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(interrupt_mid_run_in(libc::SIGKILL, tmp.path()), None);
+    let private_tmp = tmp.path().join("tmp");
+    assert_eq!(
+        leftovers(&private_tmp, "oomlab-run-").len(),
+        1,
+        "the killed run's dir"
+    );
+    oomlab::experiment::sweep_stale_scratch(&private_tmp);
+    assert_eq!(leftovers(&private_tmp, "oomlab-run-"), Vec::<String>::new());
 }

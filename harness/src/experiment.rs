@@ -68,25 +68,48 @@ pub fn cancel_on(mut rx: watch::Receiver<Option<i32>>) -> Cancel {
     })
 }
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ImageError> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, ExperimentError>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| ExperimentError::Io {
-                what: "image preparation".into(),
-                source: std::io::Error::other(e.to_string()),
-            })?
-            .map_err(ExperimentError::from)
-    }
+) -> Result<T, ExperimentError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ExperimentError::Io {
+            what: "image preparation".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(ExperimentError::from)
 }
 
+const SCRATCH_PREFIX: &str = "oomlab-run-";
+
+/// A per-run temp dir named after this process, so a later run can tell
+/// the leftovers of a harness that was SIGKILLed (the one exit path that
+/// runs no destructor) from those of a harness still running.
 fn scratch_dir() -> Result<tempfile::TempDir, ExperimentError> {
+    sweep_stale_scratch(&std::env::temp_dir());
     tempfile::Builder::new()
-        .prefix("oomlab-run-")
+        .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
         .tempdir()
         .map_err(io("create the run's temp dir"))
+}
+
+/// Remove `oomlab-run-<pid>-*` dirs whose process is gone.
+pub fn sweep_stale_scratch(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// The probe's workload: one tiny worker, half a second, then power-off.
@@ -158,9 +181,13 @@ async fn probe_kvm(
         result(
             false,
             format!(
-                "booting under KVM failed after {took:.1} s ({:?}, ready={}, {} console lines) {qemu_said}",
+                "booting under KVM failed after {took:.1} s ({}, {}, {} console lines) {qemu_said}",
                 out.stop,
-                r.ready_t.is_some(),
+                if r.ready_t.is_some() {
+                    "payload started"
+                } else {
+                    "payload never started"
+                },
                 r.console_lines
             )
             .trim_end()

@@ -938,6 +938,13 @@ impl Builder {
         for r in &self.rows {
             uid_of.insert(r.pid, r.uid);
         }
+        let small_pid_max = self.era.iter().any(|e| {
+            e.starts_with('2')
+                || e.starts_with('3')
+                || e.starts_with("4.0")
+                || e.starts_with("RHEL 6")
+                || e.starts_with("RHEL 7")
+        });
         let mut out = Vec::with_capacity(self.kills.len());
         let mut set: HashSet<u32> = HashSet::new();
         let mut set_n = 0usize;
@@ -963,7 +970,7 @@ impl Builder {
                     }
                 }
                 set_n = n;
-                gap = largest_gap(&set);
+                gap = largest_gap(&set, small_pid_max);
             }
             let uid = k.uid.or_else(|| uid_of.get(&k.pid).copied());
             if n == 0 {
@@ -1199,12 +1206,13 @@ impl Builder {
 
 /// The largest circular gap between used pids: (newest, oldest, pid_max).
 /// Pids are handed out upwards and wrap at pid_max, so the newest process is
-/// the one just before the largest gap.
-fn largest_gap(set: &HashSet<u32>) -> Option<(u32, u32, u64)> {
+/// the one just before the largest gap. `small_pid_max`: the kernel predates
+/// systemd's pid_max=4194304 (2.6/3.x/4.x formats), so pids wrap at 32768.
+fn largest_gap(set: &HashSet<u32>, small_pid_max: bool) -> Option<(u32, u32, u64)> {
     let mut v: Vec<u32> = set.iter().copied().collect();
     v.sort_unstable();
     let (&first, &last) = (v.first()?, v.last()?);
-    let pid_max: u64 = if last < 32_768 {
+    let pid_max: u64 = if last < 32_768 && small_pid_max {
         32_768
     } else if last < 4_194_304 {
         4_194_304
@@ -1269,13 +1277,17 @@ mod tests {
     #[test]
     fn gap_and_wrap() {
         let set: HashSet<u32> = [29640, 29645, 30747, 8353, 8357].into_iter().collect();
-        let (n, o, m) = largest_gap(&set).unwrap();
+        let (n, o, m) = largest_gap(&set, true).unwrap();
         assert_eq!((n, o, m), (8357, 29640, 32768));
         assert!(in_gap(8358, n, o, m));
         assert!(!in_gap(8357, n, o, m));
         assert!(!in_gap(30000, n, o, m));
+        // a modern system: no wrap, the newest is the highest pid
+        let set: HashSet<u32> = [1, 800, 5000, 25000, 25010].into_iter().collect();
+        let (n, _, m) = largest_gap(&set, false).unwrap();
+        assert_eq!((n, m), (25010, 4_194_304));
         let set: HashSet<u32> = [100, 200].into_iter().collect();
-        let (n, o, m) = largest_gap(&set).unwrap();
+        let (n, o, m) = largest_gap(&set, true).unwrap();
         assert_eq!((n, o), (200, 100));
         assert!(in_gap(201, n, o, m));
         assert!(in_gap(5, n, o, m));

@@ -229,7 +229,7 @@ fn show(p: Progress, verbose: bool, kills: &mut usize) {
             eprintln!("oomlab: kernel panic: {reason}")
         }
         Progress::Vm(Output::Console(line)) if verbose => eprintln!("  | {line}"),
-        Progress::Vm(Output::Stopping(why)) => eprintln!("oomlab: stopping: {why:?}"),
+        Progress::Vm(Output::Stopping(why)) => eprintln!("oomlab: stopping: {why}"),
         _ => {}
     }
 }

@@ -214,6 +214,30 @@ fn candidates(root: &Path) -> Vec<PathBuf> {
 
 /// `$OOMLAB_PAYLOAD` if set; else the newest payload in the workspace's
 /// target dir(s); else builds it when a workspace and cargo are available.
+/// A built payload older than any file of the crate's sources.
+fn is_stale(binary: &Path, crate_dir: &Path) -> bool {
+    fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+        let mut best = None;
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            let m = if p.is_dir() {
+                newest_mtime(&p)
+            } else {
+                e.metadata().ok().and_then(|m| m.modified().ok())
+            };
+            best = best.max(m);
+        }
+        best
+    }
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok();
+    let sources = newest_mtime(&crate_dir.join("src")).max(
+        std::fs::metadata(crate_dir.join("Cargo.toml"))
+            .and_then(|m| m.modified())
+            .ok(),
+    );
+    matches!((built, sources), (Some(b), Some(s)) if s > b)
+}
+
 pub fn locate_payload() -> Result<PathBuf, ImageError> {
     if let Some(p) = std::env::var_os("OOMLAB_PAYLOAD").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
@@ -232,7 +256,20 @@ pub fn locate_payload() -> Result<PathBuf, ImageError> {
         )
     })?;
     if let Some(p) = newest(&candidates(&root)) {
-        return Ok(p);
+        if !is_stale(&p, &root.join("guest-payload")) {
+            return Ok(p);
+        }
+        // Edited since the last build: a run must test the code as it is.
+        return match build_payload(&root) {
+            Ok(b) => Ok(b.path),
+            Err(e) => {
+                eprintln!(
+                    "oomlab: warning: {} is older than guest-payload's sources and rebuilding failed ({e}); using it anyway",
+                    p.display()
+                );
+                Ok(p)
+            }
+        };
     }
     build_payload(&root).map(|b| b.path).map_err(|e| {
         ImageError::PayloadNotFound(format!(

@@ -148,11 +148,9 @@ impl RunRecord {
             }),
             KernelEvent::Reaped { .. } => self.reaped += 1,
             KernelEvent::OomGroup { .. } => self.oom_group_kills += 1,
-            KernelEvent::Panic { reason } => {
-                if self.panic.is_none() {
-                    self.panic = Some(reason.clone());
-                    self.panic_t = t;
-                }
+            KernelEvent::Panic { reason } if self.panic.is_none() => {
+                self.panic = Some(reason.clone());
+                self.panic_t = t;
             }
             _ => {}
         }

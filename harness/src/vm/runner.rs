@@ -44,6 +44,20 @@ pub enum StopReason {
     Interrupted(i32),
 }
 
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::QemuExited(Some(code)) => write!(f, "QEMU exited with status {code}"),
+            StopReason::QemuExited(None) => write!(f, "QEMU was killed by a signal"),
+            StopReason::EarlyVerdict(why) => write!(f, "early verdict: {why}"),
+            StopReason::BootLimit => write!(f, "boot limit reached"),
+            StopReason::HangLimit => write!(f, "hang limit reached"),
+            StopReason::WallLimit => write!(f, "wall-clock limit reached"),
+            StopReason::Interrupted(sig) => write!(f, "interrupted by signal {sig}"),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     #[error("QEMU not found ({0}); install it (Debian: apt-get install qemu-system-x86) or set OOMLAB_QEMU")]
