@@ -43,6 +43,7 @@ fn generate(path: &Path, size: u64) -> std::io::Result<u64> {
     let mut written: u64 = 0;
     let mut t = 100.0f64;
     let mut line_no: u64 = 0;
+    let mut last_oom: u64 = 0;
     let mut pid: u32 = 20_000;
     let mut kills: u64 = 0;
     let mut buf = String::with_capacity(512);
@@ -51,7 +52,8 @@ fn generate(path: &Path, size: u64) -> std::io::Result<u64> {
         line_no += 1;
         t += 0.000_37;
         buf.clear();
-        if line_no % 200_000 == 0 {
+        if line_no - last_oom == 200_000 {
+            last_oom = line_no;
             // An OOM report: header, stack, Mem-Info, table, summary, kill,
             // then a storm of ratelimited kills of respawned workers.
             let _ = writeln!(buf, "[{t:12.6}] worker invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, oom_score_adj=0");

@@ -95,7 +95,7 @@ fn real_main() -> Result<ExitCode> {
         }
         Cmd::Test => {
             setup(&root)?;
-            cargo(&["test", "--workspace"])
+            test()
         }
         Cmd::Demo => {
             setup(&root)?;
@@ -120,9 +120,30 @@ fn real_main() -> Result<ExitCode> {
                 }
             }
             setup(&root)?;
-            cargo(&["test", "--workspace"])
+            test()
         }
     }
+}
+
+/// The project's tests: a bounded fuzz run of the log parser (cargo-fuzz
+/// needs nightly; this is its stand-in), then the whole suite, last, so its
+/// summary closes the output.
+fn test() -> Result<ExitCode> {
+    let fuzz = cargo(&[
+        "run",
+        "--quiet",
+        "-p",
+        "oomlab",
+        "--example",
+        "fuzz_parser",
+        "--",
+        "--seconds",
+        "20",
+    ])?;
+    if fuzz != ExitCode::SUCCESS {
+        bail!("the parser fuzz run found a panic (input saved in the temp dir, see above)");
+    }
+    cargo(&["test", "--workspace"])
 }
 
 /// xtask always lives one level below the workspace root.

@@ -58,6 +58,7 @@ pub(crate) fn scan<R: Read + ?Sized, S: LineSink>(r: &mut R, sink: &mut S) -> io
     // When a line was longer than the buffer: skip to the next newline.
     let mut skipping = false;
     loop {
+        let old = filled;
         let n = match r.read(buf.get_mut(filled..).unwrap_or_default()) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -66,12 +67,16 @@ pub(crate) fn scan<R: Read + ?Sized, S: LineSink>(r: &mut R, sink: &mut S) -> io
         total += n as u64;
         filled += n;
         let eof = n == 0;
-        let data = buf.get(..filled).unwrap_or_default();
-        let mut start = 0usize;
+        // The kept tail never holds a newline, so only new bytes are searched.
+        let mut new_from = old;
         if skipping {
-            match memchr::memchr(b'\n', data) {
-                Some(nl) => {
-                    start = nl + 1;
+            match memchr::memchr(b'\n', buf.get(old..filled).unwrap_or_default()) {
+                Some(i) => {
+                    let cut = old + i + 1;
+                    buf.copy_within(cut..filled, 0);
+                    base += cut as u64;
+                    filled -= cut;
+                    new_from = 0;
                     skipping = false;
                 }
                 None => {
@@ -84,25 +89,15 @@ pub(crate) fn scan<R: Read + ?Sized, S: LineSink>(r: &mut R, sink: &mut S) -> io
                 }
             }
         }
-        // Complete lines end at the last newline (or at EOF).
         let end = if eof {
             filled
         } else {
-            match memchr::memrchr(b'\n', data) {
-                Some(nl) if nl + 1 > start => nl + 1,
-                _ => {
-                    if filled < buf.len() {
-                        // need more data for this line
-                        if start > 0 {
-                            buf.copy_within(start..filled, 0);
-                            base += start as u64;
-                            filled -= start;
-                        }
-                        continue;
-                    }
+            match memchr::memrchr(b'\n', buf.get(new_from..filled).unwrap_or_default()) {
+                Some(i) => new_from + i + 1,
+                None if filled < buf.len() => continue,
+                None => {
                     // A line longer than the buffer: parse its head, skip the rest.
-                    let region = data.get(start..).unwrap_or_default();
-                    sink.line(region, base + start as u64);
+                    sink.line(buf.get(..filled).unwrap_or_default(), base);
                     skipping = true;
                     base += filled as u64;
                     filled = 0;
@@ -110,9 +105,7 @@ pub(crate) fn scan<R: Read + ?Sized, S: LineSink>(r: &mut R, sink: &mut S) -> io
                 }
             }
         };
-        let region = data.get(start..end).unwrap_or_default();
-        scan_region(region, base + start as u64, ac, sink);
-        // keep the incomplete tail
+        scan_region(buf.get(..end).unwrap_or_default(), base, ac, sink);
         buf.copy_within(end..filled, 0);
         base += end as u64;
         filled -= end;
@@ -199,6 +192,12 @@ mod tests {
         text.push_str("\nKilled process 1 (x)\n");
         let mut c = Collect(vec![], false);
         scan(&mut Slow(text.as_bytes()), &mut c).unwrap();
-        assert_eq!(c.0, vec!["Killed process 1 (x)"]);
+        // the head of the over-long line is handed over, cut; then the kill
+        assert_eq!(c.0.len(), 2);
+        assert_eq!(c.0[0].len(), CHUNK);
+        assert_eq!(c.0[1], "Killed process 1 (x)");
+        let mut c = Collect(vec![], false);
+        scan(&mut Slow(b"a\nKilled process 2 (y)\nb"), &mut c).unwrap();
+        assert_eq!(c.0, vec!["Killed process 2 (y)"]);
     }
 }

@@ -13,9 +13,18 @@ use crate::events::kernel::{self, Constraint, KernelEvent, Parser, Timestamp};
 /// Lines looked at one by one after an OOM header before giving up on a
 /// task table that has not appeared.
 const CONTEXT_LINES: u32 = 1000;
-const MAX_KILL_RECORDS: usize = 200_000;
-const MAX_ROW_RECORDS: usize = 300_000;
+const MAX_KILL_RECORDS: usize = 100_000;
+const MAX_ROW_RECORDS: usize = 150_000;
+/// Victims listed per incident (oom.group can kill a whole cgroup).
+const MAX_VICTIMS_LISTED: usize = 200;
 const MAX_PIDS_LISTED: usize = 40;
+/// Tables older than this (same clock) do not start the victim's episode.
+const EPISODE_S: f64 = 3600.0;
+
+/// (newest pid, oldest pid, pid_max) of a table: see [`largest_gap`].
+type Gap = Option<(u32, u32, u64)>;
+/// Prefix pid counts less one incident's own rows, cached by (prefix, incident).
+type OwnCache = ((usize, u64), HashMap<u32, u32>, Gap);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Clock {
@@ -164,10 +173,13 @@ pub struct Victim {
     /// `killed`, `sharing_memory` or `oom_group`.
     pub how: &'static str,
     pub time: Option<String>,
-    /// Was the pid in a task table printed before the kill?
-    /// `None`: no table before it.
+    /// Was the pid in a task table printed before this OOM's own report?
+    /// `None`: no such table.
     pub in_task_table: Option<bool>,
-    /// Not in any earlier table and newer than every process there.
+    /// Born during the OOM episode: absent from the episode's first task
+    /// table (the earliest one printed before this kill, other than its own
+    /// report's, within an hour) and newer than every process in it (pid
+    /// order with wrap-around). `None`: no such table.
     pub respawned: Option<bool>,
     /// `reaped` (with the anon-rss left), `unable to reap`, or none printed.
     pub reaper: Option<String>,
@@ -199,6 +211,8 @@ pub struct Incident {
     pub task_table_rows: u64,
     pub chosen: Option<Chosen>,
     pub victims: Vec<Victim>,
+    /// Victims past the first 200 of this incident (counted only).
+    pub victims_not_listed: u64,
     pub oom_group: Option<String>,
     pub no_killable: bool,
     /// `OOM victim P (comm) is already exiting`: nothing killed.
@@ -269,6 +283,7 @@ pub struct LoopFinding {
 }
 
 struct KillRec {
+    incident: u64,
     /// The line was cut inside the name.
     truncated: bool,
     pid: u32,
@@ -281,6 +296,10 @@ struct KillRec {
 }
 
 struct RowRec {
+    /// The incident whose report printed it (0: none).
+    incident: u64,
+    /// Which printed table (snapshot) it belongs to.
+    table: u32,
     pid: u32,
     uid: u32,
     name: u32,
@@ -334,6 +353,8 @@ pub(crate) struct Builder {
     ctx_uptime: Option<f64>,
     ctx_offset: u64,
     line_truncated_name: bool,
+    /// Task-table snapshot counter: a new one at each header / OOM report.
+    table_no: u32,
 }
 
 fn new_incident(index: u64, input: &str, offset: u64) -> Incident {
@@ -356,6 +377,7 @@ fn new_incident(index: u64, input: &str, offset: u64) -> Incident {
         task_table_rows: 0,
         chosen: None,
         victims: Vec::new(),
+        victims_not_listed: 0,
         oom_group: None,
         no_killable: false,
         victim_exiting: None,
@@ -387,6 +409,7 @@ impl Builder {
             ctx_uptime: None,
             ctx_offset: 0,
             line_truncated_name: false,
+            table_no: 0,
         }
     }
 
@@ -454,7 +477,9 @@ impl Builder {
             let memcg = memcg.map(|m| self.strings.id(&m));
             let name = self.strings.id(&v.name);
             v.kill_no = Some(self.kills.len());
+            let incident = self.cur.as_ref().map_or(0, |c| c.index);
             self.kills.push(KillRec {
+                incident,
                 truncated: self.line_truncated_name,
                 pid: v.pid,
                 name,
@@ -468,7 +493,11 @@ impl Builder {
             self.kills_dropped += 1;
         }
         if let Some(c) = self.cur.as_mut() {
-            c.victims.push(v);
+            if c.victims.len() < MAX_VICTIMS_LISTED {
+                c.victims.push(v);
+            } else {
+                c.victims_not_listed += 1;
+            }
         }
     }
 
@@ -494,6 +523,7 @@ impl Builder {
                 oom_score_adj,
             } => {
                 self.totals.oom_invocations += 1;
+                self.table_no += 1;
                 let inc = self.start_incident();
                 inc.header_printed = true;
                 inc.invoking_task = Some(task);
@@ -503,6 +533,13 @@ impl Builder {
                 self.context_left = CONTEXT_LINES;
             }
             KernelEvent::TaskTableHeader { columns } => {
+                if self
+                    .cur
+                    .as_ref()
+                    .is_none_or(|c| c.task_table_rows > 0 || !c.victims.is_empty())
+                {
+                    self.table_no += 1;
+                }
                 let has = |c: &str| columns.iter().any(|x| x == c);
                 self.era.insert(if has("rss_anon") {
                     "6.8+"
@@ -529,7 +566,14 @@ impl Builder {
                 }
                 if self.rows.len() < MAX_ROW_RECORDS {
                     let name = self.strings.id(&r.name);
+                    let incident = self
+                        .cur
+                        .as_ref()
+                        .filter(|c| c.victims.is_empty())
+                        .map_or(0, |c| c.index);
                     self.rows.push(RowRec {
+                        table: self.table_no,
+                        incident,
                         pid: r.pid,
                         uid: r.uid,
                         name,
@@ -764,20 +808,65 @@ impl Builder {
                 };
                 self.event(ev);
             }
-            None => self.context_left = self.context_left.saturating_sub(1),
+            None => {
+                if self.context_left > 0 {
+                    self.partial_row(msg);
+                }
+                self.context_left = self.context_left.saturating_sub(1);
+            }
         }
+    }
+
+    /// A task-table row cut short or interleaved (`[  701]   999   701   9000 [  600.1] e1000e: ...`):
+    /// its pid still proves the process existed at table time.
+    fn partial_row(&mut self, msg: &str) {
+        let Some(t) = msg.trim_start().strip_prefix('[') else {
+            return;
+        };
+        let Some((inside, rest)) = t.split_once(']') else {
+            return;
+        };
+        let Ok(pid) = inside.trim().parse::<u32>() else {
+            return;
+        };
+        let mut it = rest.split_ascii_whitespace();
+        let uid = it.next().and_then(|u| u.parse::<u32>().ok());
+        let tgid = it.next().and_then(|u| u.parse::<u32>().ok());
+        if uid.is_none() || tgid.is_none() || self.rows.len() >= MAX_ROW_RECORDS {
+            return;
+        }
+        self.totals.task_table_rows += 1;
+        let name = self.strings.id("");
+        let incident = self
+            .cur
+            .as_ref()
+            .filter(|c| c.victims.is_empty())
+            .map_or(0, |c| c.index);
+        self.rows.push(RowRec {
+            table: self.table_no,
+            incident,
+            pid,
+            uid: uid.unwrap_or(u32::MAX),
+            name,
+            rss: 0,
+            total_vm: 0,
+            oom_adj: None,
+            when: when_of(self.ctx_ts.as_ref()),
+            seq: self.seq,
+        });
     }
 
     fn handle_text(&mut self, text: &str) {
         let t = text.trim_start();
-        if t.starts_with('{') && t.contains("\"MESSAGE\"") {
-            if self.handle_json(t) {
-                return;
-            }
+        if t.starts_with('{') && t.contains("\"MESSAGE\"") && self.handle_json(t) {
+            return;
         }
         let l = kernel::split_prefix(text);
         self.ctx_ts = l.ts.clone();
         self.ctx_uptime = l.uptime;
+        if l.source.is_some() {
+            return; // a userspace program's line in a syslog file
+        }
         self.handle_msg(l.msg);
     }
 
@@ -821,10 +910,19 @@ impl Builder {
     /// A victim name cut short by a truncated line (`Killed process 12
     /// (ngi`) takes the one longer name it is a prefix of.
     fn mend_truncated_names(&mut self) {
+        let short: BTreeSet<u32> = self
+            .kills
+            .iter()
+            .filter(|k| k.truncated)
+            .map(|k| k.name)
+            .collect();
+        if short.is_empty() {
+            return;
+        }
         let mut full: BTreeSet<u32> = self.kills.iter().map(|k| k.name).collect();
         full.extend(self.rows.iter().map(|r| r.name));
         let mut remap: HashMap<u32, u32> = HashMap::new();
-        for &n in &full {
+        for &n in short.iter().take(1000) {
             let short = self.strings.get(n);
             if short.is_empty() {
                 continue;
@@ -945,10 +1043,57 @@ impl Builder {
                 || e.starts_with("RHEL 6")
                 || e.starts_with("RHEL 7")
         });
+        // Position of each row in `order`, and the rows of each incident:
+        // a victim's own report's table is not "earlier" (6.x prints one per
+        // OOM, with the victim in it).
+        let mut pos_of = vec![0usize; self.rows.len()];
+        for (p, i) in order.iter().enumerate() {
+            if let Some(x) = pos_of.get_mut(*i) {
+                *x = p;
+            }
+        }
+        let mut by_incident: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, r) in self.rows.iter().enumerate() {
+            if r.incident != 0 {
+                by_incident.entry(r.incident).or_default().push(i);
+            }
+        }
+        // Snapshots (one printed table each), by their first row's key.
+        struct Snap {
+            key: f64,
+            clock_t: Option<f64>,
+            incident: u64,
+            pids: HashSet<u32>,
+            gap: Option<(u32, u32, u64)>,
+        }
+        let mut snaps: Vec<Snap> = Vec::new();
+        {
+            let mut idx: HashMap<u32, usize> = HashMap::new();
+            for r in &self.rows {
+                let i = *idx.entry(r.table).or_insert_with(|| {
+                    snaps.push(Snap {
+                        key: key_row(r),
+                        clock_t: r.when.map(|w| w.t),
+                        incident: r.incident,
+                        pids: HashSet::new(),
+                        gap: None,
+                    });
+                    snaps.len() - 1
+                });
+                if let Some(sn) = snaps.get_mut(i) {
+                    sn.pids.insert(r.pid);
+                }
+            }
+            for sn in &mut snaps {
+                sn.gap = largest_gap(sn.pids.iter().copied(), small_pid_max);
+            }
+            snaps.sort_by(|a, b| a.key.total_cmp(&b.key));
+        }
         let mut out = Vec::with_capacity(self.kills.len());
-        let mut set: HashSet<u32> = HashSet::new();
+        let mut counts: HashMap<u32, u32> = HashMap::new();
         let mut set_n = 0usize;
         let mut gap: Option<(u32, u32, u64)> = None; // newest, oldest, pid_max
+        let mut own_cache: Option<OwnCache> = None;
         for k in &self.kills {
             let kk = match (clock, k.when) {
                 (Some(_), Some(w)) => w.t,
@@ -961,28 +1106,76 @@ impl Builder {
             };
             if n != set_n {
                 if n < set_n {
-                    set.clear();
+                    counts.clear();
                     set_n = 0;
                 }
                 for i in order.get(set_n..n).unwrap_or_default() {
                     if let Some(r) = self.rows.get(*i) {
-                        set.insert(r.pid);
+                        *counts.entry(r.pid).or_default() += 1;
                     }
                 }
                 set_n = n;
-                gap = largest_gap(&set, small_pid_max);
+                gap = largest_gap(counts.keys().copied(), small_pid_max);
             }
             let uid = k.uid.or_else(|| uid_of.get(&k.pid).copied());
-            if n == 0 {
+            // this incident's own rows within the prefix
+            let own: Vec<u32> = by_incident
+                .get(&k.incident)
+                .map(|v| {
+                    v.iter()
+                        .filter(|i| pos_of.get(**i).is_some_and(|p| *p < n))
+                        .filter_map(|i| self.rows.get(*i).map(|r| r.pid))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (in_t, g, empty) = if own.is_empty() {
+                (counts.contains_key(&k.pid), gap, counts.is_empty())
+            } else {
+                let key = (n, k.incident);
+                if own_cache.as_ref().is_none_or(|c| c.0 != key) {
+                    let mut c = counts.clone();
+                    for p in &own {
+                        if let Some(x) = c.get_mut(p) {
+                            *x = x.saturating_sub(1);
+                        }
+                    }
+                    c.retain(|_, v| *v > 0);
+                    let g = largest_gap(c.keys().copied(), small_pid_max);
+                    own_cache = Some((key, c, g));
+                }
+                match &own_cache {
+                    Some((_, c, g)) => (c.contains_key(&k.pid), *g, c.is_empty()),
+                    None => (false, None, true),
+                }
+            };
+            if empty {
                 out.push((None, None, uid));
                 continue;
             }
-            let in_t = set.contains(&k.pid);
-            let resp = !in_t
-                && gap.is_some_and(|(newest, oldest, pid_max)| {
-                    in_gap(k.pid, newest, oldest, pid_max)
-                });
-            out.push((Some(in_t), Some(resp), uid));
+            let _ = g;
+            // Respawned: born during the episode, i.e. absent from the first
+            // table of the episode (the earliest one before this kill, other
+            // than its own report's, at most EPISODE_S earlier) and newer
+            // than every process in it.
+            let first = snaps.iter().find(|sn| {
+                let before = if clock.is_some() {
+                    sn.key <= kk
+                } else {
+                    sn.key < kk
+                };
+                let near = match (clock, sn.clock_t, k.when) {
+                    (Some(_), Some(t), Some(w)) => w.t - t <= EPISODE_S,
+                    _ => true,
+                };
+                before && near && (sn.incident == 0 || sn.incident != k.incident)
+            });
+            let resp = first.map(|sn| {
+                !sn.pids.contains(&k.pid)
+                    && sn.gap.is_some_and(|(newest, oldest, pid_max)| {
+                        in_gap(k.pid, newest, oldest, pid_max)
+                    })
+            });
+            out.push((Some(in_t), resp, uid));
         }
         out
     }
@@ -996,6 +1189,7 @@ impl Builder {
             kills: u64,
             pids: Vec<u32>,
             distinct: HashSet<u32>,
+            incidents: HashSet<u64>,
             respawned: u64,
             in_table: u64,
             unknown: u64,
@@ -1006,8 +1200,10 @@ impl Builder {
         let mut accs: BTreeMap<(u32, Option<u32>, Option<u32>), Acc> = BTreeMap::new();
         let killed_pids: HashSet<u32> = self.kills.iter().map(|k| k.pid).collect();
         let mut row_by_pid: HashMap<u32, &RowRec> = HashMap::new();
+        let mut rows_by_name: HashMap<u32, Vec<&RowRec>> = HashMap::new();
         for r in &self.rows {
             row_by_pid.insert(r.pid, r);
+            rows_by_name.entry(r.name).or_default().push(r);
         }
         // Ratelimited kills print no memcg: inherit the last one seen for
         // the same (name, uid).
@@ -1034,6 +1230,7 @@ impl Builder {
                 a.pids.push(k.pid);
             }
             a.distinct.insert(k.pid);
+            a.incidents.insert(k.incident);
             match c.1 {
                 Some(true) => a.respawned += 1,
                 Some(false) => {}
@@ -1075,16 +1272,21 @@ impl Builder {
                 _ => (None, None),
             };
             // Same name and uid in the tables, never killed: lowest pid.
-            let mut same: Vec<&RowRec> = self
-                .rows
-                .iter()
-                .filter(|r| r.name == name_id && !killed_pids.contains(&r.pid))
-                .collect();
+            let mut same: Vec<&RowRec> = rows_by_name
+                .get(&name_id)
+                .map(|v| {
+                    v.iter()
+                        .copied()
+                        .filter(|r| !killed_pids.contains(&r.pid))
+                        .collect()
+                })
+                .unwrap_or_default();
             same.sort_by_key(|r| r.pid);
             same.dedup_by_key(|r| r.pid);
             let confirmed = a.respawned >= self.opts.min_respawned_kills as u64;
             let suspected = !confirmed
                 && a.unknown == a.kills
+                && a.incidents.len() >= 3
                 && a.distinct.len() as u64 >= (self.opts.min_respawned_kills as u64 + 1).max(3);
             let is_loop = confirmed || suspected;
             let master = uid
@@ -1169,7 +1371,7 @@ impl Builder {
                 );
                 let summary = if confirmed {
                     format!(
-                        "kill/respawn loop: {who}: {} kills, {} of processes not in any earlier task table (respawned){rate_s}{master_s}",
+                        "kill/respawn loop: {who}: {} kills, {} of them respawned (born during the OOM episode: not in its first task table, newer pids){rate_s}{master_s}",
                         g.kills, g.respawned_kills
                     )
                 } else {
@@ -1208,8 +1410,8 @@ impl Builder {
 /// Pids are handed out upwards and wrap at pid_max, so the newest process is
 /// the one just before the largest gap. `small_pid_max`: the kernel predates
 /// systemd's pid_max=4194304 (2.6/3.x/4.x formats), so pids wrap at 32768.
-fn largest_gap(set: &HashSet<u32>, small_pid_max: bool) -> Option<(u32, u32, u64)> {
-    let mut v: Vec<u32> = set.iter().copied().collect();
+fn largest_gap(pids: impl Iterator<Item = u32>, small_pid_max: bool) -> Option<(u32, u32, u64)> {
+    let mut v: Vec<u32> = pids.collect();
     v.sort_unstable();
     let (&first, &last) = (v.first()?, v.last()?);
     let pid_max: u64 = if last < 32_768 && small_pid_max {
@@ -1277,17 +1479,17 @@ mod tests {
     #[test]
     fn gap_and_wrap() {
         let set: HashSet<u32> = [29640, 29645, 30747, 8353, 8357].into_iter().collect();
-        let (n, o, m) = largest_gap(&set, true).unwrap();
+        let (n, o, m) = largest_gap(set.iter().copied(), true).unwrap();
         assert_eq!((n, o, m), (8357, 29640, 32768));
         assert!(in_gap(8358, n, o, m));
         assert!(!in_gap(8357, n, o, m));
         assert!(!in_gap(30000, n, o, m));
         // a modern system: no wrap, the newest is the highest pid
         let set: HashSet<u32> = [1, 800, 5000, 25000, 25010].into_iter().collect();
-        let (n, _, m) = largest_gap(&set, false).unwrap();
+        let (n, _, m) = largest_gap(set.iter().copied(), false).unwrap();
         assert_eq!((n, m), (25010, 4_194_304));
         let set: HashSet<u32> = [100, 200].into_iter().collect();
-        let (n, o, m) = largest_gap(&set, true).unwrap();
+        let (n, o, m) = largest_gap(set.iter().copied(), true).unwrap();
         assert_eq!((n, o), (200, 100));
         assert!(in_gap(201, n, o, m));
         assert!(in_gap(5, n, o, m));

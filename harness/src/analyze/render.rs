@@ -18,9 +18,12 @@ fn victim_line(v: &Victim) -> String {
     s += &opt("shmem-rss ", v.shmem_rss_kb.map(|x| format!("{x}kB")));
     s += &opt("oom_score_adj ", v.oom_score_adj);
     match (v.in_task_table, v.respawned) {
-        (Some(true), _) => s += " [in task table]",
-        (Some(false), Some(true)) => s += " [respawned: not in earlier task table, newer pid]",
-        (Some(false), _) => s += " [not in task table]",
+        (Some(true), Some(true)) => {
+            s += " [in an earlier task table; respawned: born during the OOM episode]"
+        }
+        (Some(true), _) => s += " [in an earlier task table]",
+        (_, Some(true)) => s += " [respawned: born during the OOM episode]",
+        (Some(false), _) => s += " [not in an earlier task table]",
         _ => {}
     }
     if let Some(r) = &v.reaper {
@@ -69,6 +72,13 @@ fn incident_lines(out: &mut String, inc: &Incident) {
     }
     for v in &inc.victims {
         let _ = writeln!(out, "      {}", victim_line(v));
+    }
+    if inc.victims_not_listed > 0 {
+        let _ = writeln!(
+            out,
+            "      ... {} more victim(s) not listed",
+            inc.victims_not_listed
+        );
     }
     if let Some(g) = &inc.oom_group {
         let _ = writeln!(out, "      memory.oom.group: whole cgroup {g} killed");

@@ -29,6 +29,9 @@ pub struct LogLine<'a> {
     /// Seconds since boot when a wall-clock prefix (syslog, journal) was
     /// followed by the kernel's own `[  123.456789] ` stamp.
     pub uptime: Option<f64>,
+    /// syslog/journal tag of a line that is *not* the kernel's (`sshd[12]`,
+    /// `systemd[1]`); such lines should not be parsed as kernel messages.
+    pub source: Option<&'a str>,
 }
 
 /// What constrained an OOM: the whole machine, a memory cgroup, a cpuset or a
@@ -334,6 +337,23 @@ fn strip_kernel_tag(s: &str) -> Option<(Option<&str>, &str)> {
     Some((Some(host), r.strip_prefix(' ').unwrap_or(r)))
 }
 
+/// After a stamp, `[host ]tag: ` of a userspace program. Returns (host, tag, rest).
+fn strip_other_tag(s: &str) -> Option<(Option<&str>, &str, &str)> {
+    let (first, rest) = s.split_once(' ')?;
+    if let Some(tag) = first.strip_suffix(':') {
+        if !tag.is_empty() && tag != "kernel" {
+            return Some((None, tag, rest));
+        }
+        return None;
+    }
+    let (second, rest2) = rest.split_once(' ').unwrap_or((rest, ""));
+    let tag = second.strip_suffix(':')?;
+    if tag.is_empty() || tag == "kernel" || first.is_empty() {
+        return None;
+    }
+    Some((Some(first), tag, rest2))
+}
+
 /// Strip userspace's prefix. Never fails: unknown prefixes leave `msg` as
 /// the whole line.
 ///
@@ -349,6 +369,7 @@ pub fn split_prefix(line: &str) -> LogLine<'_> {
         host: None,
         msg: line,
         uptime: None,
+        source: None,
     };
     let mut s = strip_level(line);
     let mut tagged = false;
@@ -375,6 +396,10 @@ pub fn split_prefix(line: &str) -> LogLine<'_> {
                 out.host = host;
                 s = rest;
                 tagged = true;
+            } else if let Some((host, tag, rest)) = strip_other_tag(s) {
+                out.host = host;
+                out.source = Some(tag);
+                s = rest;
             }
         }
     } else if let Some(n) = iso_stamp_len(s) {
@@ -386,6 +411,10 @@ pub fn split_prefix(line: &str) -> LogLine<'_> {
                 out.host = host;
                 s = rest;
                 tagged = true;
+            } else if let Some((host, tag, rest)) = strip_other_tag(s) {
+                out.host = host;
+                out.source = Some(tag);
+                s = rest;
             }
         }
     } else if let Some(rest) = s.strip_prefix("kernel: ") {
@@ -1049,6 +1078,19 @@ mod tests {
         assert_eq!(l.msg, "foo");
         let l = split_prefix("Aug 19 00:32:04 kernel: [ 9610.328720] foo");
         assert_eq!(l.msg, "foo");
+    }
+
+    #[test]
+    fn prefix_userspace_tag() {
+        let l = split_prefix("Mar  3 14:02:10 web01 sshd[2211]: Killed process 1 (x)");
+        assert_eq!(
+            (l.host, l.source, l.msg),
+            (Some("web01"), Some("sshd[2211]"), "Killed process 1 (x)")
+        );
+        let l = split_prefix("2024-03-01T10:00:00+0000 host systemd[1]: app.service: killed");
+        assert_eq!(l.source, Some("systemd[1]"));
+        let l = split_prefix("Jan 18 09:50:59 kernel: Killed process 1 (x)");
+        assert_eq!(l.source, None);
     }
 
     #[test]

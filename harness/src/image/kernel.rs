@@ -322,13 +322,24 @@ const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Root's apt drops to user `_apt`, which cannot write our 0700 temp dir;
 /// say so up front instead of getting a warning for every download.
 fn sandbox_opts() -> Vec<String> {
+    // Every run has a time limit, fetching included: a stalled mirror
+    // connection fails after 30 s instead of hanging the run.
+    let mut v: Vec<String> = [
+        "-o",
+        "Acquire::http::Timeout=30",
+        "-o",
+        "Acquire::https::Timeout=30",
+        "-o",
+        "Acquire::Retries=2",
+    ]
+    .map(String::from)
+    .to_vec();
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if root {
-        vec!["-o".into(), "APT::Sandbox::User=root".into()]
-    } else {
-        Vec::new()
+        v.extend(["-o".into(), "APT::Sandbox::User=root".into()]);
     }
+    v
 }
 
 /// A one-suite sources.list for the private apt setup.
