@@ -38,9 +38,12 @@ fn num(v: &Value, path: &str) -> f64 {
 }
 
 fn common_checks(v: &Value, out: &Path) {
-    let accel = v["accel"]["used"].as_str().unwrap();
+    let accel = v["accel"].as_str().unwrap();
     assert!(accel == "tcg" || accel == "kvm");
-    assert!(!v["accel"]["reason"].as_str().unwrap().is_empty());
+    assert_eq!(v["accel_decision"]["used"], accel);
+    // `auto` was asked for, so the report says what the probe found.
+    assert_eq!(v["accel_decision"]["requested"], "auto");
+    assert!(!v["accel_decision"]["reason"].as_str().unwrap().is_empty());
     assert!(v["kernel"]["release"]
         .as_str()
         .unwrap()
@@ -56,6 +59,23 @@ fn common_checks(v: &Value, out: &Path) {
         "console.log and report disagree"
     );
     assert!(out.join("run/telemetry.jsonl").is_file());
+    // One guest-time line for both streams, sorted, with every kill on it.
+    let timeline = std::fs::read_to_string(out.join("run/timeline.jsonl")).unwrap();
+    let entries: Vec<Value> = timeline
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let times: Vec<f64> = entries.iter().map(|e| e["t"].as_f64().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "timeline not sorted"
+    );
+    let killed = entries
+        .iter()
+        .filter(|e| e["kernel"]["event"] == "killed")
+        .count() as f64;
+    assert_eq!(killed, num(v, "evidence.oom_kills"));
+    assert!(entries.iter().any(|e| e["payload"]["ev"] == "ready"));
 }
 
 #[test]

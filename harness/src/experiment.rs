@@ -326,13 +326,17 @@ pub async fn run_scenario(
         return Err(ExperimentError::Interrupted(sig));
     }
     let judgement = out.record.judge(&scenario.limits);
+    let mut timeline = out.record.timeline.clone();
+    crate::events::timeline::write_jsonl(&out_dir.join("timeline.jsonl"), &mut timeline)
+        .map_err(io(format!("write {}/timeline.jsonl", out_dir.display())))?;
     let report = Report {
         scenario: scenario.name.clone(),
         verdict: judgement.verdict,
         expected: scenario.expect,
         matches: scenario.expect.is_none_or(|e| e == judgement.verdict),
         why: judgement.why,
-        accel: decision,
+        accel: decision.used,
+        accel_decision: decision,
         kernel: KernelInfo {
             name: kernel.name.clone(),
             release: out.record.kernel_release.clone(),

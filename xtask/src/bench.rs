@@ -15,6 +15,9 @@ pub struct RunResult {
     pub wall_s: Option<f64>,
     pub verdict: String,
     pub oom_kills: Option<f64>,
+    /// Whole command, process start to exit (kernel check and accelerator
+    /// decision included), measured here.
+    pub command_s: Option<f64>,
 }
 
 pub fn parse_report(json: &Value) -> RunResult {
@@ -34,6 +37,7 @@ pub fn parse_report(json: &Value) -> RunResult {
         wall_s: num("/timings/wall_s"),
         verdict,
         oom_kills: num("/evidence/oom_kills"),
+        command_s: None,
     }
 }
 
@@ -74,25 +78,27 @@ fn count(v: f64) -> String {
 /// The markdown table printed and written to target/bench/seed.md.
 pub fn markdown(runs: &[RunResult], header: &str) -> String {
     let mut s = format!(
-        "{header}\n\n| run | verdict | boot_s | wall_s | oom_kills |\n|---|---|---|---|---|\n"
+        "{header}\n\nboot_s: QEMU start to the payload's `ready`; wall_s: QEMU start to the verdict; command_s: `oomlab run` start to exit.\n\n| run | verdict | boot_s | wall_s | command_s | oom_kills |\n|---|---|---|---|---|---|\n"
     );
     let cell = |x: Option<f64>, f: fn(f64) -> String| x.map_or("-".to_string(), f);
     for (i, r) in runs.iter().enumerate() {
         s += &format!(
-            "| {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} |\n",
             i + 1,
             r.verdict,
             cell(r.boot_s, secs),
             cell(r.wall_s, secs),
+            cell(r.command_s, secs),
             cell(r.oom_kills, count)
         );
     }
     s += "\n| metric | min | median | max |\n|---|---|---|---|\n";
     type Field = fn(&RunResult) -> Option<f64>;
     type Format = fn(f64) -> String;
-    let rows: [(&str, Field, Format); 3] = [
+    let rows: [(&str, Field, Format); 4] = [
         ("boot_s", |r| r.boot_s, secs),
         ("wall_s", |r| r.wall_s, secs),
+        ("command_s", |r| r.command_s, secs),
         ("oom_kills", |r| r.oom_kills, count),
     ];
     for (name, get, f) in rows {
@@ -125,16 +131,21 @@ pub fn bench(root: &Path, runs: usize) -> Result<()> {
             "+ oomlab run {SCENARIO} --json {}  ({i}/{runs})",
             json.display()
         );
+        let started = std::time::Instant::now();
         let status = Command::new(&bin)
             .args(["run", SCENARIO, "--json"])
             .arg(&json)
+            .arg("--out")
+            .arg(out_dir.join(format!("r{i}")))
             .status()
             .with_context(|| format!("run {}", bin.display()))?;
         let text = std::fs::read_to_string(&json)
             .with_context(|| format!("run {i} ({status}) wrote no report at {}", json.display()))?;
         let value: Value =
             serde_json::from_str(&text).with_context(|| format!("parse {}", json.display()))?;
-        results.push(parse_report(&value));
+        let mut r = parse_report(&value);
+        r.command_s = Some(started.elapsed().as_secs_f64());
+        results.push(r);
     }
     let md = markdown(&results, &format!("# {SCENARIO}: {runs} runs"));
     println!("\n{md}");
@@ -180,14 +191,18 @@ mod tests {
             wall_s: Some(2.0),
             verdict: "livelock".into(),
             oom_kills: None,
+            command_s: Some(3.0),
         };
         let kills = RunResult {
             oom_kills: Some(30.0),
             ..r.clone()
         };
-        assert!(markdown(&[kills], "").contains("| 1 | livelock | 1.00 | 2.00 | 30 |"));
+        assert!(markdown(&[kills], "").contains("| 1 | livelock | 1.00 | 2.00 | 3.00 | 30 |"));
         let md = markdown(&[r.clone(), r], "# t");
-        assert!(md.contains("| 2 | livelock | 1.00 | 2.00 | - |"), "{md}");
+        assert!(
+            md.contains("| 2 | livelock | 1.00 | 2.00 | 3.00 | - |"),
+            "{md}"
+        );
         assert!(md.contains("| wall_s | 2.00 | 2.00 | 2.00 |"));
         assert!(md.contains("| oom_kills | - | - | - |"));
     }

@@ -278,7 +278,14 @@ fn fetch_kernel(name: &str) -> Result<()> {
     Ok(())
 }
 
-const DEMO_SCENARIOS: [&str; 2] = ["scenarios/seed-livelock.yaml", "scenarios/oom-group.yaml"];
+/// The seed's loop first, then mitigations: two that end it, one that
+/// trades it for a respawn storm.
+const DEMO_SCENARIOS: [&str; 4] = [
+    "scenarios/seed-livelock.yaml",
+    "scenarios/kill-master-first.yaml",
+    "scenarios/oom-group.yaml",
+    "scenarios/overcommit-never.yaml",
+];
 
 /// The CLI's exit-code contract, in words.
 fn describe_exit(code: Option<i32>) -> &'static str {

@@ -3,3 +3,4 @@
 
 pub mod kernel;
 pub mod telemetry;
+pub mod timeline;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::scenario::Verdict;
 use crate::verdict::Evidence;
 use crate::vm::accel::AccelDecision;
-use crate::vm::StopReason;
+use crate::vm::{AccelKind, StopReason};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelInfo {
@@ -40,7 +40,10 @@ pub struct Report {
     /// `expected` is absent or equals `verdict`.
     pub matches: bool,
     pub why: String,
-    pub accel: AccelDecision,
+    /// The accelerator that ran the VM: `kvm` or `tcg`.
+    pub accel: AccelKind,
+    /// How it was chosen: what was asked, the probe's answer, why.
+    pub accel_decision: AccelDecision,
     pub kernel: KernelInfo,
     pub evidence: Evidence,
     pub timings: Timings,
@@ -84,9 +87,13 @@ pub fn render_terminal(r: &Report) -> String {
     let _ = writeln!(
         s,
         "  accel:    {}{} ({})",
-        r.accel.used.as_str(),
-        if r.accel.cached { ", cached probe" } else { "" },
-        r.accel.reason
+        r.accel.as_str(),
+        if r.accel_decision.cached {
+            ", cached probe"
+        } else {
+            ""
+        },
+        r.accel_decision.reason
     );
     let _ = writeln!(
         s,

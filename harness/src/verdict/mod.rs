@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::events::kernel::{self, KernelEvent, Timestamp};
 use crate::events::telemetry::{Role, Telemetry, TelemetryEvent};
+use crate::events::timeline::{TimelineEntry, TimelineEvent};
 use crate::scenario::{Limits, Verdict};
 
 /// Fewest kills of respawned workers before a loop can be called early.
@@ -60,6 +61,11 @@ pub struct RunRecord {
     pub boot_timed_out: bool,
     /// Set by the runner: neither stream progressed for `hang_s`.
     pub hung: bool,
+    /// Both streams' events in arrival order (task-table rows left out).
+    pub timeline: Vec<TimelineEntry>,
+    /// The same stateful parser `analyze` uses (task-table columns differ
+    /// by era and follow the last header).
+    parser: kernel::Parser,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -128,7 +134,7 @@ impl RunRecord {
     /// the caller can show it.
     pub fn ingest_console(&mut self, raw: &str) -> Option<KernelEvent> {
         self.console_lines += 1;
-        let line = kernel::split_prefix(raw);
+        let (line, ev) = self.parser.parse_line(raw);
         let t = match line.ts {
             Some(Timestamp::Monotonic(t)) => Some(t),
             _ => None,
@@ -136,7 +142,16 @@ impl RunRecord {
         if let Some(t) = t {
             self.see_t(t);
         }
-        let ev = kernel::parse_message(line.msg)?;
+        let ev = ev?;
+        if !matches!(
+            ev,
+            KernelEvent::TaskRow(_) | KernelEvent::TaskTableHeader { .. }
+        ) {
+            self.timeline.push(TimelineEntry {
+                t: t.unwrap_or(self.last_guest_t),
+                event: TimelineEvent::Kernel(ev.clone()),
+            });
+        }
         match &ev {
             KernelEvent::OomInvoked { .. } => self.oom_invocations += 1,
             KernelEvent::KillChosen { .. } => self.chosen += 1,
@@ -176,6 +191,10 @@ impl RunRecord {
 
     pub fn ingest_telemetry(&mut self, tel: &Telemetry) {
         self.see_t(tel.t);
+        self.timeline.push(TimelineEntry {
+            t: tel.t,
+            event: TimelineEvent::Payload(tel.ev.clone()),
+        });
         match &tel.ev {
             TelemetryEvent::Ready { kernel, .. } => {
                 self.ready_t.get_or_insert(tel.t);
