@@ -387,22 +387,11 @@ pub fn split_prefix(line: &str) -> LogLine<'_> {
             out.ts = Some(Timestamp::Wall(t.to_string()));
             s = rest;
         }
-    } else if let Some((_, n)) = syslog_stamp_len(s) {
-        if let (Some(ts), Some(rest)) = (s.get(..n), s.get(n..)) {
-            let rest = rest.strip_prefix(' ').unwrap_or(rest);
-            out.ts = Some(Timestamp::Wall(ts.to_string()));
-            s = rest;
-            if let Some((host, rest)) = strip_kernel_tag(s) {
-                out.host = host;
-                s = rest;
-                tagged = true;
-            } else if let Some((host, tag, rest)) = strip_other_tag(s) {
-                out.host = host;
-                out.source = Some(tag);
-                s = rest;
-            }
-        }
-    } else if let Some(n) = iso_stamp_len(s) {
+    } else if let Some(n) = syslog_stamp_len(s)
+        .map(|(_, n)| n)
+        .or_else(|| iso_stamp_len(s))
+    {
+        // syslog / journal `short` and `short-iso`: stamp, host, tag.
         if let (Some(ts), Some(rest)) = (s.get(..n), s.get(n..)) {
             let rest = rest.strip_prefix(' ').unwrap_or(rest);
             out.ts = Some(Timestamp::Wall(ts.to_string()));
