@@ -172,12 +172,7 @@ async fn probe_kvm(
     Ok(if r.ready_t.is_some() && r.done_t.is_some() {
         result(true, format!("payload ran to `done` in {took:.1} s"))
     } else {
-        let qemu_said = r
-            .guest_errors
-            .iter()
-            .find(|e| e.starts_with("qemu:"))
-            .map(|e| e.lines().next().unwrap_or("").to_string())
-            .unwrap_or_default();
+        let qemu_said = out.qemu_stderr.lines().next().unwrap_or("");
         result(
             false,
             format!(
@@ -325,7 +320,13 @@ pub async fn run_scenario(
     if let StopReason::Interrupted(sig) = out.stop {
         return Err(ExperimentError::Interrupted(sig));
     }
-    let judgement = out.record.judge(&scenario.limits);
+    let mut judgement = out.record.judge(&scenario.limits);
+    if !out.qemu_stderr.is_empty() {
+        judgement
+            .evidence
+            .notes
+            .push(format!("QEMU said: {}", out.qemu_stderr));
+    }
     let mut timeline = out.record.timeline.clone();
     crate::events::timeline::write_jsonl(&out_dir.join("timeline.jsonl"), &mut timeline)
         .map_err(io(format!("write {}/timeline.jsonl", out_dir.display())))?;

@@ -447,7 +447,7 @@ impl RunRecord {
         (
             Verdict::Livelock,
             format!(
-                "{} OOM kills ({} of re-forked workers) at {:.1}/s, still going at the end of the window (quiet tail {:.1} s < settle {} s)",
+                "{} OOM kills ({} of re-forked workers) at {:.1}/s, still going when observation ended (quiet tail {:.1} s < settle {} s)",
                 ev.oom_kills,
                 ev.kills_of_respawned,
                 ev.kill_rate_per_s.unwrap_or(0.0),

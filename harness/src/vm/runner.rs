@@ -94,6 +94,8 @@ pub struct RunOutcome {
     pub boot_s: Option<f64>,
     pub wall_s: f64,
     pub argv: Vec<String>,
+    /// What QEMU itself said (bad flags, KVM errors); empty when quiet.
+    pub qemu_stderr: String,
 }
 
 /// Resolves to the number of a signal that should end the run.
@@ -355,16 +357,12 @@ pub async fn run(
         .ok()
         .and_then(|r| r.ok())
         .unwrap_or_default();
-    if !qemu_stderr.trim().is_empty() {
-        record
-            .guest_errors
-            .push(format!("qemu: {}", qemu_stderr.trim()));
-    }
     Ok(RunOutcome {
         record,
         stop,
         boot_s,
         wall_s: started.elapsed().as_secs_f64(),
         argv,
+        qemu_stderr: qemu_stderr.trim().to_string(),
     })
 }
