@@ -10,7 +10,6 @@ fn seed_path() -> PathBuf {
     for cand in [
         here.join("../../shared/seed/000_b16454508b94c1e4.txt"),
         here.join("../shared/seed/000_b16454508b94c1e4.txt"),
-        PathBuf::from("/work/shared/seed/000_b16454508b94c1e4.txt"),
     ] {
         if cand.exists() {
             return cand;
