@@ -185,6 +185,37 @@ async fn keep(file: &mut Option<tokio::fs::File>, bytes: &[u8]) {
     }
 }
 
+/// Keep one console line, feed it to the record, show it; clear `buf`.
+async fn console_line(
+    record: &mut RunRecord,
+    log: &mut Option<tokio::fs::File>,
+    buf: &mut Vec<u8>,
+    send: &impl Fn(Output),
+) {
+    keep(log, buf).await;
+    let text = String::from_utf8_lossy(buf);
+    let line = text.trim_end_matches(['\n', '\r']);
+    if let Some(ev) = record.ingest_console(line) {
+        send(Output::Kernel(ev));
+    }
+    send(Output::Console(line.to_string()));
+    buf.clear();
+}
+
+/// Keep one telemetry line, feed it to the record, show it; clear `buf`.
+async fn telemetry_line(
+    record: &mut RunRecord,
+    log: &mut Option<tokio::fs::File>,
+    buf: &mut Vec<u8>,
+    send: &impl Fn(Output),
+) {
+    keep(log, buf).await;
+    if let Some(tel) = record.ingest_telemetry_line(&String::from_utf8_lossy(buf)) {
+        send(Output::Telemetry(tel));
+    }
+    buf.clear();
+}
+
 /// Run one VM to its end. The record is judged by the caller.
 pub async fn run(
     cfg: &VmConfig,
@@ -249,14 +280,7 @@ pub async fn run(
             got = next_line(&mut console, &mut cbuf), if console_open => match got {
                 Some(()) => {
                     last_progress = Instant::now();
-                    keep(&mut console_log, &cbuf).await;
-                    let line = String::from_utf8_lossy(&cbuf);
-                    let line = line.trim_end_matches(['\n', '\r']);
-                    if let Some(ev) = record.ingest_console(line) {
-                        send(Output::Kernel(ev));
-                    }
-                    send(Output::Console(line.to_string()));
-                    cbuf.clear();
+                    console_line(&mut record, &mut console_log, &mut cbuf, &send).await;
                 }
                 None => console_open = false,
             },
@@ -268,18 +292,13 @@ pub async fn run(
                 if telemetry.is_some() && telemetry_open => match got {
                 Some(()) => {
                     last_progress = Instant::now();
-                    keep(&mut telemetry_log, &tbuf).await;
-                    let line = String::from_utf8_lossy(&tbuf);
                     let was_ready = record.ready_t.is_some();
-                    if let Some(tel) = record.ingest_telemetry_line(&line) {
-                        if !was_ready && record.ready_t.is_some() {
-                            let b = started.elapsed().as_secs_f64();
-                            boot_s = Some(b);
-                            send(Output::Ready { boot_s: b });
-                        }
-                        send(Output::Telemetry(tel));
+                    telemetry_line(&mut record, &mut telemetry_log, &mut tbuf, &send).await;
+                    if !was_ready && record.ready_t.is_some() {
+                        let b = started.elapsed().as_secs_f64();
+                        boot_s = Some(b);
+                        send(Output::Ready { boot_s: b });
                     }
-                    tbuf.clear();
                 }
                 None => telemetry_open = false,
             },
@@ -299,7 +318,7 @@ pub async fn run(
                 {
                     record.hung = true;
                     stop = Some(StopReason::HangLimit);
-                } else if limits.early_verdict || record.panic.is_some() {
+                } else if limits.early_verdict {
                     if let Some((v, why)) = record.early_verdict(limits) {
                         // A panic's last lines still arrive; QEMU exits by
                         // itself (panic=-1, -no-reboot) right after.
@@ -319,19 +338,14 @@ pub async fn run(
                     while console_open {
                         match next_line(&mut console, &mut cbuf).await {
                             Some(()) => {
-                                keep(&mut console_log, &cbuf).await;
-                                let line = String::from_utf8_lossy(&cbuf);
-                                record.ingest_console(line.trim_end_matches(['\n', '\r']));
-                                cbuf.clear();
+                                console_line(&mut record, &mut console_log, &mut cbuf, &send).await
                             }
                             None => console_open = false,
                         }
                     }
                     if let Some(t) = telemetry.as_mut() {
                         while let Some(()) = next_line(t, &mut tbuf).await {
-                            keep(&mut telemetry_log, &tbuf).await;
-                            record.ingest_telemetry_line(&String::from_utf8_lossy(&tbuf));
-                            tbuf.clear();
+                            telemetry_line(&mut record, &mut telemetry_log, &mut tbuf, &send).await;
                         }
                     }
                 };
