@@ -11,8 +11,28 @@ fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/logs")
 }
 
-fn logs() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
+/// Real consoles of this project's guests are the recorded runs'
+/// `console.log`s, named here `real_guest_<run>.log`.
+const REAL_GUEST: &str = "real_guest_";
+
+fn runs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/runs")
+}
+
+/// Where the fixture called `name` lives.
+fn fixture_path(name: &str) -> PathBuf {
+    match name
+        .strip_prefix(REAL_GUEST)
+        .and_then(|n| n.strip_suffix(".log"))
+    {
+        Some(run) => runs_dir().join(run).join("console.log"),
+        None => fixtures_dir().join(name),
+    }
+}
+
+/// (snapshot name, path) of every fixture.
+fn logs() -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(fixtures_dir())
         .expect("fixtures dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -22,19 +42,30 @@ fn logs() -> Vec<PathBuf> {
                 && !n.ends_with(".md")
                 && !n.starts_with('.')
         })
+        .map(|p| {
+            let n = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("?")
+                .to_string();
+            (n, p)
+        })
         .collect();
+    for run in std::fs::read_dir(runs_dir()).expect("runs dir").flatten() {
+        let log = run.path().join("console.log");
+        if log.is_file() {
+            let n = format!("{REAL_GUEST}{}.log", run.file_name().to_string_lossy());
+            v.push((n, log));
+        }
+    }
     v.sort();
     v
 }
 
-fn facts(path: &Path) -> String {
+fn facts(name: &str, path: &Path) -> String {
     let mut a = analyze_paths(&[path.to_path_buf()], &AnalyzeOptions::default())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("?")
-        .to_string();
+    let name = name.to_string();
     for i in &mut a.inputs {
         i.path.clone_from(&name);
     }
@@ -52,13 +83,8 @@ fn golden_fixtures() {
         "expected the fixture corpus, found {}",
         all.len()
     );
-    for path in all {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("?")
-            .to_string();
-        let report = facts(&path);
+    for (name, path) in all {
+        let report = facts(&name, &path);
         insta::with_settings!({
             snapshot_path => fixtures_dir(),
             prepend_module_to_snapshot => false,
@@ -74,8 +100,7 @@ fn golden_fixtures() {
 /// regression in the things issue #3 asks for.
 #[test]
 fn fixture_facts() {
-    let d = fixtures_dir();
-    let an = |n: &str| analyze_paths(&[d.join(n)], &AnalyzeOptions::default()).expect(n);
+    let an = |n: &str| analyze_paths(&[fixture_path(n)], &AnalyzeOptions::default()).expect(n);
 
     let a = an("e1_2.6.32_vanilla_dmesg.log");
     assert_eq!((a.totals.chosen, a.totals.killed), (1, 1));
