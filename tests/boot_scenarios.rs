@@ -130,6 +130,22 @@ fn mismatch_exits_1_and_bad_input_exits_2() {
         "{err}"
     );
 
+    // A kernel that is neither in the catalogue nor a file: bad input too,
+    // caught before anything boots.
+    let nokernel = dir.path().join("nokernel.yaml");
+    std::fs::write(&nokernel, "name: x\nvm:\n  kernel: debian-potato-2.2\n").unwrap();
+    let o = Command::new(oomlab_bin())
+        .arg("run")
+        .arg(&nokernel)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("nokernel.yaml:3:") && err.contains("vm.kernel"),
+        "{err}"
+    );
+
     // A scenario that cannot reach OOM but claims it will: verdict no-oom, exit 1.
     let wrong = dir.path().join("wrong.yaml");
     std::fs::write(

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc::UnboundedSender, watch};
 use crate::image::{self, ImageError, KernelImage};
 use crate::report::{self, KernelInfo, Report, Timings};
 use crate::scenario::{Accel, Limits, Scenario};
+use crate::verdict::RunRecord;
 use crate::vm::accel::{self, AccelDecision, ProbeResult};
 use crate::vm::{self, AccelKind, Cancel, Output, StopReason, VmConfig, VmError};
 
@@ -163,7 +164,7 @@ async fn probe_kvm(
         early_verdict: false,
     };
     let started = Instant::now();
-    let out = vm::run(&cfg, &limits, 1, None, cancel_on(cancel)).await?;
+    let out = vm::run(&cfg, &limits, RunRecord::new(1), None, cancel_on(cancel)).await?;
     if let StopReason::Interrupted(sig) = out.stop {
         return Err(ExperimentError::Interrupted(sig));
     }
@@ -226,6 +227,33 @@ pub async fn choose_accel(
     ))
 }
 
+/// Await `work`, unless a signal comes first.
+async fn interruptible<T>(
+    work: impl std::future::Future<Output = Result<T, ExperimentError>>,
+    cancel: watch::Receiver<Option<i32>>,
+) -> Result<T, ExperimentError> {
+    tokio::select! {
+        r = work => r,
+        sig = cancel_on(cancel) => Err(ExperimentError::Interrupted(sig)),
+    }
+}
+
+/// `base`, or `base-2`, `base-3`... whichever does not exist yet, so two
+/// runs never write into one folder.
+pub fn fresh_dir(base: &Path) -> PathBuf {
+    if !base.exists() {
+        return base.to_path_buf();
+    }
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (2u32..)
+        .map(|i| base.with_file_name(format!("{name}-{i}")))
+        .find(|p| !p.exists())
+        .expect("some suffix is free")
+}
+
 fn default_out_dir(name: &str) -> PathBuf {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -253,9 +281,15 @@ pub async fn run_scenario(
         .clone()
         .unwrap_or_else(|| scenario.vm.kernel.clone());
     say(Progress::Stage(format!("kernel {kernel_spec}")));
-    let kernel = blocking(move || image::resolve_kernel(&kernel_spec)).await?;
+    // Fetching a kernel or building the payload can take minutes: a signal
+    // must end the wait, not queue behind it.
+    let kernel = interruptible(
+        blocking(move || image::resolve_kernel(&kernel_spec)),
+        cancel.clone(),
+    )
+    .await?;
     say(Progress::Stage("guest payload".into()));
-    let payload = blocking(image::locate_payload).await?;
+    let payload = interruptible(blocking(image::locate_payload), cancel.clone()).await?;
 
     let requested = opts.accel.unwrap_or(scenario.vm.accel);
     let (decision, probe_s) = choose_accel(
@@ -269,12 +303,62 @@ pub async fn run_scenario(
     .await?;
     say(Progress::Accel(decision.clone()));
 
-    let out_dir = opts
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| default_out_dir(&scenario.name));
+    let out_dir = match &opts.out_dir {
+        Some(d) => d.clone(),
+        None => fresh_dir(&default_out_dir(&scenario.name)),
+    };
+    let created = !out_dir.exists();
     std::fs::create_dir_all(&out_dir).map_err(io(format!("create {}", out_dir.display())))?;
+    let result = boot_and_judge(
+        scenario,
+        Prepared {
+            qemu,
+            kernel,
+            payload,
+            decision,
+            probe_s,
+        },
+        &out_dir,
+        ui.clone(),
+        cancel,
+    )
+    .await;
+    // A run that never got going leaves no empty folder behind; an
+    // interrupted one keeps its raw logs (they show what happened).
+    if created && matches!(&result, Err(e) if !matches!(e, ExperimentError::Interrupted(_))) {
+        let _ = std::fs::remove_dir_all(&out_dir);
+    }
+    result
+}
 
+/// What the image and accelerator stages produced.
+struct Prepared {
+    qemu: PathBuf,
+    kernel: KernelImage,
+    payload: PathBuf,
+    decision: AccelDecision,
+    probe_s: f64,
+}
+
+async fn boot_and_judge(
+    scenario: &Scenario,
+    prep: Prepared,
+    out_dir: &Path,
+    ui: Option<UnboundedSender<Progress>>,
+    cancel: watch::Receiver<Option<i32>>,
+) -> Result<Report, ExperimentError> {
+    let say = |p: Progress| {
+        if let Some(tx) = &ui {
+            let _ = tx.send(p);
+        }
+    };
+    let Prepared {
+        qemu,
+        kernel,
+        payload,
+        decision,
+        probe_s,
+    } = prep;
     let scratch = scratch_dir()?;
     let initrd = scratch.path().join("initrd.cpio");
     {
@@ -290,7 +374,7 @@ pub async fn run_scenario(
         cpus: scenario.vm.cpus,
         cmdline: vm::args::kernel_cmdline(&scenario.vm.cmdline),
         scratch: scratch.path().to_path_buf(),
-        keep_logs: Some(out_dir.clone()),
+        keep_logs: Some(out_dir.to_path_buf()),
     };
     let (vm_tx, mut vm_rx) = tokio::sync::mpsc::unbounded_channel();
     let forward = {
@@ -310,14 +394,18 @@ pub async fn run_scenario(
     let out = vm::run(
         &cfg,
         &scenario.limits,
-        scenario.workload.workers as usize,
+        RunRecord::for_workload(&scenario.workload),
         Some(vm_tx),
-        cancel_on(cancel),
+        cancel_on(cancel.clone()),
     )
     .await?;
     let _ = forward.await;
     drop(scratch);
     if let StopReason::Interrupted(sig) = out.stop {
+        return Err(ExperimentError::Interrupted(sig));
+    }
+    // A signal that came as QEMU was ending still means "stop": no report.
+    if let Some(sig) = *cancel.borrow() {
         return Err(ExperimentError::Interrupted(sig));
     }
     let mut judgement = out.record.judge(&scenario.limits);
@@ -351,7 +439,7 @@ pub async fn run_scenario(
             stopped_early: matches!(out.stop, StopReason::EarlyVerdict(_)),
         },
         stop: out.stop,
-        out_dir: Some(out_dir.clone()),
+        out_dir: Some(out_dir.to_path_buf()),
         qemu_argv: out.argv,
     };
     report::write_json(&out_dir.join("report.json"), &report)

@@ -26,7 +26,7 @@ fn fixtures() -> Vec<PathBuf> {
 /// record only accumulates.
 fn replay(dir: &Path) -> (Scenario, RunRecord) {
     let scenario = Scenario::load(&dir.join("scenario.yaml")).unwrap();
-    let mut rec = RunRecord::new(scenario.workload.workers as usize);
+    let mut rec = RunRecord::for_workload(&scenario.workload);
     let console = std::fs::read(dir.join("console.log")).unwrap();
     for line in String::from_utf8_lossy(&console).lines() {
         rec.ingest_console(line);
@@ -35,6 +35,9 @@ fn replay(dir: &Path) -> (Scenario, RunRecord) {
     for line in telemetry.lines() {
         rec.ingest_telemetry_line(line);
     }
+    // Every recorded run ended either at the payload's `done` or on the
+    // live early verdict.
+    rec.stopped_early = rec.done_t.is_none();
     (scenario, rec)
 }
 
@@ -52,5 +55,59 @@ fn recorded_runs_get_their_expected_verdict() {
         insta::with_settings!({snapshot_suffix => name.clone(), prepend_module_to_snapshot => false}, {
             insta::assert_yaml_snapshot!("judgement", j);
         });
+    }
+}
+
+/// Both streams merged on guest time, as the live runner sees them (give or
+/// take transport jitter).
+fn merged(dir: &Path) -> Vec<(f64, bool, String)> {
+    use oomlab::events::kernel::{split_prefix, Timestamp};
+    let mut v = Vec::new();
+    let console = std::fs::read(dir.join("console.log")).unwrap();
+    let mut t = 0.0;
+    for line in String::from_utf8_lossy(&console).lines() {
+        if let Some(Timestamp::Monotonic(ts)) = split_prefix(line).ts {
+            t = ts;
+        }
+        v.push((t, true, line.to_string()));
+    }
+    let telemetry = std::fs::read_to_string(dir.join("telemetry.jsonl")).unwrap();
+    for line in telemetry.lines() {
+        if let Some(tel) = oomlab::events::telemetry::parse_line(line) {
+            v.push((tel.t, false, line.to_string()));
+        }
+    }
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v
+}
+
+/// The early verdict, replayed line by line in time order: when it fires
+/// it names the expected verdict, and it does fire for every run that the
+/// live harness stopped early (no `done` in its telemetry).
+#[test]
+fn early_verdicts_on_recorded_runs_agree_with_the_expected_ones() {
+    for dir in fixtures() {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let scenario = Scenario::load(&dir.join("scenario.yaml")).unwrap();
+        let mut rec = RunRecord::for_workload(&scenario.workload);
+        let mut first = None;
+        for (_, is_console, line) in merged(&dir) {
+            if is_console {
+                rec.ingest_console(&line);
+            } else {
+                rec.ingest_telemetry_line(&line);
+            }
+            if first.is_none() {
+                first = rec.early_verdict(&scenario.limits);
+            }
+        }
+        let stopped_early = rec.done_t.is_none();
+        match first {
+            Some((v, why)) => assert_eq!(Some(v), scenario.expect, "{name}: {why}"),
+            None => assert!(
+                !stopped_early,
+                "{name}: the live run stopped early, the replay never did"
+            ),
+        }
     }
 }

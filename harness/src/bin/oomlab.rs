@@ -39,8 +39,9 @@ enum AccelArg {
 #[derive(Subcommand)]
 enum Cmd {
     /// Boot a scenario in QEMU and judge it: livelock, recovered, no-oom,
-    /// panic, hang or boot-failure. Exit 0 when the verdict is the expected
-    /// one, 1 when not, 2 for bad input, 3 when the run could not happen.
+    /// panic, hang, boot-failure or inconclusive. Exit 0 when the verdict is
+    /// the expected one, 1 when not, 2 for bad input, 3 when the run could
+    /// not happen, 128+N when interrupted by signal N.
     Run {
         /// Scenario files (YAML); several run one after another.
         #[arg(required = true)]
@@ -166,10 +167,25 @@ fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOption
     }
 }
 
+/// Load and fully validate one scenario file, kernel spec included
+/// (`kernel` overrides the file's `vm.kernel`, as `run --kernel` does).
+fn load_checked(path: &PathBuf, kernel: Option<&str>) -> Result<Scenario, String> {
+    let mut s = Scenario::load(path).map_err(|e| e.to_string())?;
+    if let Some(k) = kernel {
+        s.vm.kernel = k.to_string();
+    }
+    let cat = oomlab::image::kernel::catalogue().map_err(|e| e.to_string())?;
+    let known: Vec<&str> = cat.kernels.iter().map(|k| k.name.as_str()).collect();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    s.check_kernel(path, &text, &known)
+        .map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
 fn check(paths: &[PathBuf]) -> ExitCode {
     let mut bad = false;
     for p in paths {
-        match Scenario::load(p) {
+        match load_checked(p, None) {
             Ok(s) => println!("{}: ok ({})", p.display(), s.name),
             Err(e) => {
                 eprintln!("oomlab: {e}");
@@ -244,7 +260,7 @@ async fn run(
     // Validate every file before booting anything.
     let mut scenarios = Vec::new();
     for p in paths {
-        match Scenario::load(p) {
+        match load_checked(p, opts.kernel.as_deref()) {
             Ok(s) => scenarios.push(s),
             Err(e) => {
                 eprintln!("oomlab: {e}");
@@ -255,10 +271,23 @@ async fn run(
     let cancel = install_signals();
     let many = scenarios.len() > 1;
     let mut worst = 0u8;
+    let mut used_names = std::collections::HashSet::new();
     for s in &scenarios {
-        opts.out_dir = out
-            .as_ref()
-            .map(|o| if many { o.join(&s.name) } else { o.clone() });
+        // Two runs of one scenario name in one call get distinct outputs.
+        let mut key = s.name.clone();
+        for i in 2.. {
+            if used_names.insert(key.clone()) {
+                break;
+            }
+            key = format!("{}-{i}", s.name);
+        }
+        opts.out_dir = out.as_ref().map(|o| {
+            if many {
+                experiment::fresh_dir(&o.join(&key))
+            } else {
+                o.clone()
+            }
+        });
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let printer = tokio::spawn(async move {
             let mut kills = 0;
@@ -274,7 +303,7 @@ async fn run(
                 print!("{}", oomlab::report::render_terminal(&report));
                 if let Some(j) = &json {
                     let path = if many {
-                        j.join(format!("{}.json", s.name))
+                        j.join(format!("{key}.json"))
                     } else {
                         j.clone()
                     };

@@ -134,14 +134,10 @@ pub fn render_terminal(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "  time:     boot {}, verdict after {:.1} s wall{}",
+        "  time:     boot {}, verdict after {:.1} s wall; stopped: {}",
         opt_s(r.timings.boot_s),
         r.timings.wall_s,
-        if r.timings.stopped_early {
-            " (early verdict)"
-        } else {
-            ""
-        }
+        r.stop
     );
     for n in &e.notes {
         let _ = writeln!(s, "  note:     {n}");

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// The catalogue kernel a scenario boots when it names none: Debian
-/// bookworm's cloud kernel (images/kernels.*).
+/// bookworm's cloud kernel (images/kernels.yaml).
 pub const DEFAULT_KERNEL: &str = "debian-bookworm-cloud-6.1";
 
 /// The verdicts a run can end in; a scenario's `expect:` names one.
@@ -29,6 +29,9 @@ pub enum Verdict {
     Hang,
     /// The payload never said `ready`.
     BootFailure,
+    /// OOM kills, but neither a loop (kills of re-forked workers) nor a
+    /// quiet stretch of `settle_s` was seen: the window was too short.
+    Inconclusive,
 }
 
 impl Verdict {
@@ -40,6 +43,7 @@ impl Verdict {
             Verdict::Panic => "panic",
             Verdict::Hang => "hang",
             Verdict::BootFailure => "boot-failure",
+            Verdict::Inconclusive => "inconclusive",
         }
     }
 }
@@ -86,7 +90,7 @@ pub struct VmSpec {
     pub memory_mib: u32,
     pub cpus: u32,
     pub accel: Accel,
-    /// A kernel catalogue name (images/kernels.toml) or a path to a bzImage.
+    /// A kernel catalogue name (images/kernels.yaml) or a path to a bzImage.
     pub kernel: String,
     /// Extra kernel command-line words, appended after oomlab's own.
     pub cmdline: Vec<String>,
@@ -277,8 +281,22 @@ impl Scenario {
         if self.name.trim().is_empty() {
             return Err(bad("name", "must not be empty".into()));
         }
-        if self.name.contains(['\n', '=', '"']) {
-            return Err(bad("name", "must not contain newlines, '=' or '\"'".into()));
+        // The name becomes a folder and file name (run output, --json):
+        // no separators, no dot-files, nothing a shell would mangle.
+        let name_ok = self.name.len() <= 64
+            && !self.name.starts_with(['.', '-'])
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !name_ok {
+            return Err(bad(
+                "name",
+                format!(
+                    "`{}` must be 1-64 of A-Z a-z 0-9 . _ - and not start with '.' or '-'",
+                    self.name
+                ),
+            ));
         }
         let vm = &self.vm;
         if !(64..=65536).contains(&vm.memory_mib) {
@@ -477,6 +495,32 @@ impl Scenario {
         let mut s = lines.join("\n");
         s.push('\n');
         s
+    }
+}
+
+impl Scenario {
+    /// `vm.kernel` must be a catalogue name (`known`) or an existing file:
+    /// checked before anything boots, so a typo is bad input (exit 2), not a
+    /// run that could not happen. `text` is the file's YAML, for the line.
+    pub fn check_kernel(
+        &self,
+        path: &Path,
+        text: &str,
+        known: &[&str],
+    ) -> Result<(), ScenarioError> {
+        let k = self.vm.kernel.as_str();
+        if known.contains(&k) || Path::new(k).is_file() {
+            return Ok(());
+        }
+        Err(ScenarioError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of_field(text, "vm.kernel"),
+            field: "vm.kernel".into(),
+            msg: format!(
+                "`{k}` is neither a catalogue kernel ({}) nor an existing file",
+                known.join(", ")
+            ),
+        })
     }
 }
 

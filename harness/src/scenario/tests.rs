@@ -166,6 +166,11 @@ fn broken_scenarios_are_refused_with_file_line_and_field() {
             &["scenarios/x.yaml:"],
         ),
         (
+            "name that is a path",
+            "name: ../../escape\n",
+            &["scenarios/x.yaml:1:", "field `name`", "A-Z a-z 0-9"],
+        ),
+        (
             "empty name",
             "name: \"\"\n",
             &["scenarios/x.yaml:1:", "field `name`", "must not be empty"],

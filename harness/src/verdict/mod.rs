@@ -18,6 +18,11 @@ use crate::scenario::{Limits, Verdict};
 /// Fewest kills of respawned workers before a loop can be called early.
 const EARLY_LIVELOCK_MIN_KILLS: usize = 10;
 
+/// Fewest kills of re-forked workers that make a loop at all: one could be
+/// a replacement that was simply unlucky; two is the OOM killer coming back
+/// for what the master re-forked.
+const LIVELOCK_MIN_KILLS_OF_RESPAWNED: usize = 2;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct KillRecord {
     /// Guest seconds (printk clock), when the console line had a stamp.
@@ -61,6 +66,15 @@ pub struct RunRecord {
     pub boot_timed_out: bool,
     /// Set by the runner: neither stream progressed for `hang_s`.
     pub hung: bool,
+    /// Set by the runner when observation ended before the payload's
+    /// `done` for a reason other than an early verdict (QEMU exited, the
+    /// wall limit): the window is shorter than asked.
+    pub cut_short: Option<String>,
+    /// Set by the runner: stopped on an early verdict.
+    pub stopped_early: bool,
+    /// The canary's tick period (seconds): how long a silence means it
+    /// stopped.
+    pub canary_period_s: f64,
     /// Both streams' events in arrival order (task-table rows left out).
     pub timeline: Vec<TimelineEntry>,
     /// The same stateful parser `analyze` uses (task-table columns differ
@@ -120,7 +134,16 @@ impl RunRecord {
     pub fn new(workers: usize) -> Self {
         RunRecord {
             workers,
+            canary_period_s: 0.1,
             ..Default::default()
+        }
+    }
+
+    /// A record for a scenario's workload (workers, canary period).
+    pub fn for_workload(w: &crate::scenario::Workload) -> Self {
+        RunRecord {
+            canary_period_s: f64::from(w.canary_ms) / 1000.0,
+            ..RunRecord::new(w.workers as usize)
         }
     }
 
@@ -302,8 +325,11 @@ impl RunRecord {
             _ => None,
         };
         // Kills can still be unreaped when the window closes (at most one
-        // per worker slot, plus a master killed by oom.group).
-        let agree = sig <= console && console - sig <= self.workers + 1;
+        // per worker slot, plus a master killed by oom.group). The vmstat
+        // counter is sampled, so it may lag the console, never lead it.
+        let agree = sig <= console
+            && console - sig <= self.workers + 1
+            && vmstat.is_none_or(|v| v <= console as u64);
         Agreement {
             console_kills: console,
             telemetry_sigkills: sig,
@@ -312,10 +338,11 @@ impl RunRecord {
         }
     }
 
-    /// The canary was still ticking at `end` (within a second: ticks are
-    /// 100 ms apart, a second is ten missed ticks).
+    /// The canary was still ticking at `end`: its last tick is at most ten
+    /// periods (and at least a second) old.
     fn canary_alive_at(&self, end: f64) -> bool {
-        self.ticks.last().is_some_and(|(t, _)| *t >= end - 1.0)
+        let slack = (10.0 * self.canary_period_s).max(1.0);
+        self.ticks.last().is_some_and(|(t, _)| *t >= end - slack)
     }
 
     /// A verdict that can no longer change, so the run may stop before its
@@ -390,7 +417,9 @@ impl RunRecord {
             return (Verdict::Panic, format!("kernel panic: {reason}"));
         }
         if self.ready_t.is_none() {
-            let why = if self.boot_timed_out {
+            let why = if let Some(cut) = &self.cut_short {
+                format!("the payload never reported ready: {cut}")
+            } else if self.boot_timed_out {
                 format!(
                     "the payload never reported ready within {} s",
                     limits.boot_s
@@ -444,15 +473,28 @@ impl RunRecord {
                 ),
             );
         }
+        if ev.kills_of_respawned < LIVELOCK_MIN_KILLS_OF_RESPAWNED {
+            return (
+                Verdict::Inconclusive,
+                format!(
+                    "{} OOM kill(s), {} of re-forked workers: no loop shown, and only {:.1} s quiet at the end (settle {} s); observe longer",
+                    ev.oom_kills, ev.kills_of_respawned, tail, limits.settle_s
+                ),
+            );
+        }
+        let rate = ev
+            .kill_rate_per_s
+            .map_or_else(String::new, |r| format!(" at {r:.1}/s"));
+        let when = if self.stopped_early {
+            "steady when the run stopped on its early verdict"
+        } else {
+            "still going when the window closed"
+        };
         (
             Verdict::Livelock,
             format!(
-                "{} OOM kills ({} of re-forked workers) at {:.1}/s, still going when observation ended (quiet tail {:.1} s < settle {} s)",
-                ev.oom_kills,
-                ev.kills_of_respawned,
-                ev.kill_rate_per_s.unwrap_or(0.0),
-                tail,
-                limits.settle_s
+                "{} OOM kills ({} of re-forked workers){rate}, {when} (quiet tail {:.1} s < settle {} s)",
+                ev.oom_kills, ev.kills_of_respawned, tail, limits.settle_s
             ),
         )
     }
@@ -462,8 +504,10 @@ impl RunRecord {
         let kills = self.kill_times();
         let first = kills.iter().copied().reduce(f64::min);
         let last = kills.iter().copied().reduce(f64::max);
+        // A rate over less than a second (one oom.group burst) says nothing
+        // about a loop; it is left out rather than shown as "300/s".
         let rate = match (first, last) {
-            (Some(a), Some(b)) if b > a && kills.len() > 1 => {
+            (Some(a), Some(b)) if b - a >= 1.0 && kills.len() > 1 => {
                 Some((kills.len() - 1) as f64 / (b - a))
             }
             _ => None,
@@ -473,6 +517,9 @@ impl RunRecord {
         let p99 =
             (!late.is_empty()).then(|| late[((late.len() - 1) as f64 * 0.99).round() as usize]);
         let mut notes = Vec::new();
+        if let Some(cut) = &self.cut_short {
+            notes.push(format!("observation cut short: {cut}"));
+        }
         for (what, ok, detail) in &self.setup {
             if !ok {
                 notes.push(format!("guest setup failed: {what}: {detail}"));

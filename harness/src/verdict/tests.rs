@@ -212,3 +212,59 @@ fn early_recovered_needs_the_whole_workload_gone() {
     let (v, _) = r.early_verdict(&limits()).expect("all gone, quiet for 5 s");
     assert_eq!(v, Verdict::Recovered);
 }
+
+#[test]
+fn kills_without_refork_and_a_short_tail_are_inconclusive_not_livelock() {
+    // respawn: none — the original workers are killed, nothing re-forks,
+    // the last kill lands 1 s before the window closes.
+    let mut r = base(12.0);
+    kill(&mut r, 3.0, 11);
+    kill(&mut r, 11.0, 12);
+    tel(
+        &mut r,
+        r#"{"t":12.0,"ev":"done","reason":"duration"}"#.into(),
+    );
+    let j = r.judge(&limits());
+    assert_eq!(j.verdict, Verdict::Inconclusive, "{}", j.why);
+    assert!(j.why.contains("observe longer"), "{}", j.why);
+}
+
+#[test]
+fn a_slow_canary_is_not_taken_for_a_dead_one() {
+    // Ticks every 2 s: a last tick 1.5 s before the end is on schedule.
+    let mut r = RunRecord::new(4);
+    r.canary_period_s = 2.0;
+    tel(&mut r, r#"{"t":2.0,"ev":"ready"}"#.into());
+    for (i, t) in [2.0, 4.0, 6.0, 8.0, 10.5].iter().enumerate() {
+        tel(
+            &mut r,
+            format!(r#"{{"t":{t},"ev":"tick","seq":{i},"late_ms":0}}"#),
+        );
+    }
+    kill(&mut r, 3.0, 11);
+    tel(
+        &mut r,
+        r#"{"t":12.0,"ev":"done","reason":"duration"}"#.into(),
+    );
+    assert_eq!(r.judge(&limits()).verdict, Verdict::Recovered);
+}
+
+#[test]
+fn vmstat_ahead_of_the_console_is_a_disagreement() {
+    let mut r = base(4.0);
+    respawn_loop(&mut r, 3.0, 3.5, 0.2);
+    tel(&mut r, r#"{"t":2.1,"ev":"mem","oom_kill":0}"#.into());
+    tel(&mut r, r#"{"t":3.9,"ev":"mem","oom_kill":9}"#.into());
+    let a = r.evidence().agreement;
+    assert_eq!(a.vmstat_oom_kills, Some(9));
+    assert!(!a.agree, "{a:?}");
+}
+
+#[test]
+fn a_burst_has_no_kill_rate() {
+    let mut r = base(12.0);
+    for (i, pid) in (11..15).enumerate() {
+        kill(&mut r, 3.0 + i as f64 * 0.01, pid);
+    }
+    assert_eq!(r.evidence().kill_rate_per_s, None);
+}

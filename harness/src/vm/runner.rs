@@ -216,11 +216,12 @@ async fn telemetry_line(
     buf.clear();
 }
 
-/// Run one VM to its end. The record is judged by the caller.
+/// Run one VM to its end, filling `record` (made by the caller for its
+/// workload); the record is judged by the caller.
 pub async fn run(
     cfg: &VmConfig,
     limits: &Limits,
-    workers: usize,
+    mut record: RunRecord,
     ui: Option<UnboundedSender<Output>>,
     mut cancel: Cancel,
 ) -> Result<RunOutcome, VmError> {
@@ -262,7 +263,6 @@ pub async fn run(
         String::from_utf8_lossy(&s).into_owned()
     });
 
-    let mut record = RunRecord::new(workers);
     let mut telemetry: Option<BufReader<tokio::net::UnixStream>> = None;
     let mut cbuf = Vec::with_capacity(512);
     let mut tbuf = Vec::with_capacity(512);
@@ -309,6 +309,7 @@ pub async fn run(
             _ = tick.tick() => {
                 let elapsed = started.elapsed();
                 if elapsed >= wall_limit {
+                    record.boot_timed_out = record.ready_t.is_none();
                     stop = Some(StopReason::WallLimit);
                 } else if record.ready_t.is_none() && elapsed.as_secs_f64() >= limits.boot_s {
                     record.boot_timed_out = true;
@@ -355,6 +356,20 @@ pub async fn run(
         }
     }
     let stop = stop.expect("loop ends with a reason");
+    match &stop {
+        StopReason::EarlyVerdict(_) => record.stopped_early = true,
+        StopReason::QemuExited(_) | StopReason::WallLimit
+            if record.ready_t.is_some() && record.done_t.is_none() && record.panic.is_none() =>
+        {
+            let guest = record.last_guest_t - record.ready_t.unwrap_or(0.0);
+            record.cut_short = Some(format!(
+                "{stop} after {guest:.1} s of the {} s window, before the payload's `done`",
+                limits.duration_s
+            ));
+        }
+        StopReason::WallLimit => record.cut_short = Some(stop.to_string()),
+        _ => {}
+    }
     send(Output::Stopping(stop.clone()));
     if exited.is_none() {
         let _ = child.start_kill();
