@@ -233,8 +233,11 @@ async fn interruptible<T>(
     cancel: watch::Receiver<Option<i32>>,
 ) -> Result<T, ExperimentError> {
     tokio::select! {
-        r = work => r,
+        // A terminal's Ctrl-C also reaches apt-get or cargo and fails the
+        // work at the same moment: the signal is the story, not the failure.
+        biased;
         sig = cancel_on(cancel) => Err(ExperimentError::Interrupted(sig)),
+        r = work => r,
     }
 }
 
@@ -430,6 +433,7 @@ async fn boot_and_judge(
             name: kernel.name.clone(),
             release: out.record.kernel_release.clone(),
             sha256: Some(kernel.sha256.clone()),
+            pinned: kernel.pinned,
         },
         evidence: judgement.evidence,
         timings: Timings {

@@ -256,6 +256,26 @@ fn fetch_kernel(name: &str) -> Result<()> {
     let catalogued = kernel::catalogue()?.get(name).is_some();
     let cached = catalogued && kernel::cached_kernel_path(name)?.is_file();
     let k = image::resolve_kernel(name)?;
+    if catalogued && !k.pinned {
+        // The pin left the mirror: say what stands in, and what to pin.
+        let rec = kernel::float_record(&k.path)?;
+        println!(
+            "kernel {}: FLOATED: pinned {} is gone, using {}={} {} ({}, sha256 {})",
+            k.name,
+            rec.replaces,
+            rec.package,
+            rec.version,
+            k.path.display(),
+            k.release,
+            &k.sha256[..16]
+        );
+        println!(
+            "  to pin it, set entry `{}` in images/kernels.yaml to:\n    package: {}\n    \
+             version: {}\n    release: {}\n    sha256: {}",
+            k.name, rec.package, rec.version, rec.release, rec.sha256
+        );
+        return Ok(());
+    }
     let how = match (catalogued, cached) {
         (false, _) => "own file",
         (true, true) => "present",

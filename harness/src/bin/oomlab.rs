@@ -217,8 +217,14 @@ fn install_signals() -> watch::Receiver<Option<i32>> {
             _ = term.recv() => libc::SIGTERM,
         };
         let _ = tx.send(Some(sig));
-        // Keep the sender alive so receivers see the value.
-        std::future::pending::<()>().await;
+        // A second signal means "now": exit at once. QEMU still dies
+        // (PR_SET_PDEATHSIG); the temp dir is swept by the next run.
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("oomlab: second signal, exiting now");
+        std::process::exit(128 + sig);
     });
     rx
 }

@@ -17,6 +17,9 @@ pub struct KernelInfo {
     /// `uname -r` as the payload saw it.
     pub release: Option<String>,
     pub sha256: Option<String>,
+    /// Verified against the catalogue's sha256 (false: a kernel of your own,
+    /// or one that replaced a pin that left the mirror).
+    pub pinned: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -383,6 +383,15 @@ impl Scenario {
                 format!("{} is out of range 50..=60000", w.sample_ms),
             ));
         }
+        if l.hang_s * 1000.0 < 3.0 * f64::from(w.canary_ms) {
+            return Err(bad(
+                "limits.hang_s",
+                format!(
+                    "{} s is shorter than three canary ticks ({} ms each): a healthy guest would look hung",
+                    l.hang_s, w.canary_ms
+                ),
+            ));
+        }
         if w.respawn != Respawn::Delay && w.respawn_delay_ms != 0 {
             return Err(bad(
                 "workload.respawn_delay_ms",
