@@ -273,11 +273,7 @@ pub async fn run_scenario(
     ui: Option<UnboundedSender<Progress>>,
     cancel: watch::Receiver<Option<i32>>,
 ) -> Result<Report, ExperimentError> {
-    let say = |p: Progress| {
-        if let Some(tx) = &ui {
-            let _ = tx.send(p);
-        }
-    };
+    let say = |p: Progress| vm::runner::tell(ui.as_ref(), p);
     let qemu = vm::find_qemu()?;
     let kernel_spec = opts
         .kernel
@@ -350,11 +346,7 @@ async fn boot_and_judge(
     ui: Option<UnboundedSender<Progress>>,
     cancel: watch::Receiver<Option<i32>>,
 ) -> Result<Report, ExperimentError> {
-    let say = |p: Progress| {
-        if let Some(tx) = &ui {
-            let _ = tx.send(p);
-        }
-    };
+    let say = |p: Progress| vm::runner::tell(ui.as_ref(), p);
     let Prepared {
         qemu,
         kernel,
@@ -384,9 +376,7 @@ async fn boot_and_judge(
         let ui = ui.clone();
         tokio::spawn(async move {
             while let Some(o) = vm_rx.recv().await {
-                if let Some(tx) = &ui {
-                    let _ = tx.send(Progress::Vm(o));
-                }
+                vm::runner::tell(ui.as_ref(), Progress::Vm(o));
             }
         })
     };

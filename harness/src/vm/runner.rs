@@ -185,6 +185,13 @@ async fn keep(file: &mut Option<tokio::fs::File>, bytes: &[u8]) {
     }
 }
 
+/// Send to an optional UI channel; a UI that went away is not an error.
+pub fn tell<T>(ui: Option<&UnboundedSender<T>>, msg: T) {
+    if let Some(tx) = ui {
+        let _ = tx.send(msg);
+    }
+}
+
 /// Keep one console line, feed it to the record, show it; clear `buf`.
 async fn console_line(
     record: &mut RunRecord,
@@ -225,11 +232,7 @@ pub async fn run(
     ui: Option<UnboundedSender<Output>>,
     mut cancel: Cancel,
 ) -> Result<RunOutcome, VmError> {
-    let send = |o: Output| {
-        if let Some(tx) = &ui {
-            let _ = tx.send(o);
-        }
-    };
+    let send = |o: Output| tell(ui.as_ref(), o);
     let socket = cfg.scratch.join("telemetry.sock");
     let listener = UnixListener::bind(&socket).map_err(io(format!("bind {}", socket.display())))?;
     let (mut console_log, mut telemetry_log) = match &cfg.keep_logs {
