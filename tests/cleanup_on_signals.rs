@@ -2,7 +2,7 @@
 //! and no half-written report behind.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oomlab_e2e::{leftovers, oomlab_bin, processes_mentioning, root};
@@ -14,25 +14,54 @@ fn interrupt_mid_run(sig: i32) -> Option<i32> {
     interrupt_mid_run_in(sig, tmp.path())
 }
 
+/// Kills the harness if the test fails before it is done with it, so a
+/// failing test never leaves a run (and its QEMU) behind.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls until no process mentions `marker`, or the deadline passes; what
+/// is still there then.
+fn wait_gone(marker: &str, deadline: Duration) -> Vec<(u32, String)> {
+    let start = Instant::now();
+    loop {
+        let left = processes_mentioning(marker);
+        if left.is_empty() || start.elapsed() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn interrupt_mid_run_in(sig: i32, tmp: &std::path::Path) -> Option<i32> {
     let out = tmp.join("out");
     let private_tmp = tmp.join("tmp");
     std::fs::create_dir(&private_tmp).unwrap();
-    let mut child = Command::new(oomlab_bin())
-        .current_dir(root())
-        .env("TMPDIR", &private_tmp)
-        .args([
-            "run",
-            "scenarios/seed-livelock.yaml",
-            "--accel",
-            "tcg",
-            "--out",
-        ])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut guard = Guard(None);
+    let child = guard.0.insert(
+        Command::new(oomlab_bin())
+            .current_dir(root())
+            .env("TMPDIR", &private_tmp)
+            .args([
+                "run",
+                "scenarios/seed-livelock.yaml",
+                "--accel",
+                "tcg",
+                "--out",
+            ])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let started = Instant::now();
@@ -57,8 +86,9 @@ fn interrupt_mid_run_in(sig: i32, tmp: &std::path::Path) -> Option<i32> {
     unsafe { libc::kill(child.id() as i32, sig) };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let left = processes_mentioning(&marker);
+    guard.0 = None;
+    // PDEATHSIG is asynchronous: QEMU may need a moment to go.
+    let left = wait_gone(&marker, Duration::from_secs(5));
     assert!(
         left.is_empty(),
         "QEMU left behind after signal {sig}: {left:?}"

@@ -1,8 +1,10 @@
 //! The canary: proves the guest as a whole still schedules userspace while
 //! the service is being killed over and over.
 
+use oomlab_protocol::Event;
+
 use crate::sys;
-use crate::telemetry::{self, Line};
+use crate::telemetry;
 
 pub fn run(period_ms: u64) -> ! {
     sys::set_comm(c"canary");
@@ -21,9 +23,12 @@ pub fn run(period_ms: u64) -> ! {
         sys::sleep_until(&due);
         let now = sys::monotonic();
         seq += 1;
-        Line::at(sys::secs(&now), "tick")
-            .uint("seq", seq)
-            .ms("late_ms", sys::diff_ms(&now, &due))
-            .emit();
+        telemetry::emit_at(
+            sys::secs(&now),
+            Event::Tick {
+                seq,
+                late_ms: sys::diff_ms(&now, &due),
+            },
+        );
     }
 }

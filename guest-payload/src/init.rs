@@ -3,13 +3,14 @@
 
 use std::io;
 
-use crate::config::{self, Scenario};
+use oomlab_protocol::conf::{self, GuestConf as Scenario};
+use oomlab_protocol::{Event, Role, CONF_PATH};
+
 use crate::sys::{self, Fork};
-use crate::telemetry::{self, Line};
+use crate::telemetry;
 use crate::{canary, master, sample};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const CONF_PATH: &str = "/oomlab/scenario.conf";
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const CGROUP_DIR: &str = "/sys/fs/cgroup/oomlab";
 
@@ -103,19 +104,22 @@ fn orchestrate(mode: Mode) -> i32 {
         telemetry::error(&format!("{conf_path}: {e}; using defaults"));
         String::new()
     });
-    let (sc, diags) = config::parse(&text);
+    let (sc, diags) = conf::parse(&text);
     for d in &diags {
         telemetry::error(&d.to_string());
     }
 
     let first = sample::read();
     let ready = sys::monotonic();
-    Line::at(sys::secs(&ready), "ready")
-        .str("name", &sc.name)
-        .str("kernel", &sys::kernel_release())
-        .opt_uint("mem_total_kib", first.mem_total_kib)
-        .str("payload", VERSION)
-        .emit();
+    telemetry::emit_at(
+        sys::secs(&ready),
+        Event::Ready {
+            name: sc.name.clone(),
+            kernel: sys::kernel_release(),
+            mem_total_kib: first.mem_total_kib,
+            payload: Some(VERSION.to_string()),
+        },
+    );
 
     let cgroup = sc.cgroup_memory_max_kib.is_some();
     if cgroup {
@@ -125,14 +129,14 @@ fn orchestrate(mode: Mode) -> i32 {
             telemetry::setup("cgroup", false, "skipped in self-test");
         }
     }
-    for (key, value) in &sc.sysctls {
-        let what = format!("sysctl:{key}");
+    for s in &sc.sysctl {
+        let what = format!("sysctl:{}", s.key);
         if guest {
-            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            let path = s.path();
             report(
                 &what,
-                &format!("{path}={value}"),
-                &sys::write_file(&path, value),
+                &format!("{path}={}", s.value),
+                &sys::write_file(&path, &s.value),
             );
         } else {
             telemetry::setup(&what, false, "skipped in self-test");
@@ -146,18 +150,18 @@ fn orchestrate(mode: Mode) -> i32 {
         // SAFETY: plain prctl on ourselves.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
     }
-    let mut children: Vec<(i32, &'static str)> = Vec::with_capacity(2);
+    let mut children: Vec<(i32, Role)> = Vec::with_capacity(2);
     if sc.canary_ms > 0 {
-        if let Some(pid) = fork_child("canary", || {
+        if let Some(pid) = fork_child(Role::Canary, || {
             sys::unblock_all_signals();
             canary::run(sc.canary_ms)
         }) {
-            children.push((pid, "canary"));
+            children.push((pid, Role::Canary));
         }
     }
-    let master = fork_child("master", || master::run(&sc, cgroup && guest));
+    let master = fork_child(Role::Master, || master::run(&sc, cgroup && guest));
     if let Some(pid) = master {
-        children.push((pid, "master"));
+        children.push((pid, Role::Master));
     }
 
     sample::emit(&sample::read());
@@ -168,7 +172,7 @@ fn orchestrate(mode: Mode) -> i32 {
     if mode == Mode::SelfTest {
         // The master leads a process group holding all workers, orphans too.
         for &(pid, role) in &children {
-            let target = if role == "master" { -pid } else { pid };
+            let target = if role == Role::Master { -pid } else { pid };
             // SAFETY: plain kill of our own children.
             unsafe { libc::kill(target, libc::SIGKILL) };
         }
@@ -181,21 +185,23 @@ fn orchestrate(mode: Mode) -> i32 {
         unsafe { libc::kill(-1, libc::SIGKILL) };
     }
     while sys::reap(false).is_some() {}
-    Line::new("done").str("reason", "duration").emit();
+    telemetry::emit(Event::Done {
+        reason: "duration".to_string(),
+    });
     console(if guest { "done, powering off" } else { "done" });
     0
 }
 
 /// Reaps children (ours by role, reparented ones as "orphan") and samples
 /// memory until `duration_ms` after `ready`.
-fn supervise(sc: &Scenario, ready: &libc::timespec, children: &mut Vec<(i32, &'static str)>) {
+fn supervise(sc: &Scenario, ready: &libc::timespec, children: &mut Vec<(i32, Role)>) {
     let deadline = sys::add_ms(ready, sc.duration_ms);
     let mut next_sample = sys::add_ms(ready, sc.sample_ms);
     loop {
         while let Some((pid, how)) = sys::reap(true) {
             let role = match children.iter().position(|&(p, _)| p == pid) {
                 Some(i) => children.swap_remove(i).1,
-                None => "orphan",
+                None => Role::Orphan,
             };
             telemetry::exit(pid, role, how);
         }
@@ -223,7 +229,7 @@ fn supervise(sc: &Scenario, ready: &libc::timespec, children: &mut Vec<(i32, &'s
 
 /// Forks `body` as a child of init and reports its `spawn`; a failed fork
 /// is reported and the run goes on without that child.
-fn fork_child(role: &str, body: impl FnOnce()) -> Option<i32> {
+fn fork_child(role: Role, body: impl FnOnce()) -> Option<i32> {
     match sys::fork() {
         Ok(Fork::Child) => {
             body();
@@ -235,7 +241,7 @@ fn fork_child(role: &str, body: impl FnOnce()) -> Option<i32> {
             Some(pid)
         }
         Err(e) => {
-            telemetry::error(&format!("fork {role}: {e}"));
+            telemetry::error(&format!("fork {}: {e}", role.as_str()));
             None
         }
     }

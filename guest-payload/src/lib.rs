@@ -1,9 +1,8 @@
 //! oomlab's guest payload: `/init` of the test VM's initramfs. It plays the
 //! seed incident's nginx (a master that re-forks workers the OOM killer
-//! kills) and reports what happens on `/dev/ttyS1` (see PROTOCOL.md).
+//! kills) and reports what happens on `/dev/ttyS1` (see protocol/PROTOCOL.md).
 
 pub mod canary;
-pub mod config;
 pub mod init;
 pub mod master;
 pub mod sample;

@@ -6,7 +6,9 @@
 
 use std::collections::VecDeque;
 
-use crate::config::{Respawn, Scenario};
+use oomlab_protocol::conf::{GuestConf as Scenario, Respawn};
+use oomlab_protocol::Role;
+
 use crate::sys::{self, Fork};
 use crate::telemetry;
 use crate::worker;
@@ -32,7 +34,7 @@ impl Master<'_> {
                 }
                 Ok(Fork::Parent(pid)) => {
                     self.forked += 1;
-                    telemetry::spawn(pid, self.pid, "worker");
+                    telemetry::spawn(pid, self.pid, Role::Worker);
                     return;
                 }
                 Err(e) => {
@@ -51,7 +53,7 @@ impl Master<'_> {
     }
 
     fn reaped(&mut self, pid: i32, how: sys::ExitKind, pending: &mut VecDeque<libc::timespec>) {
-        telemetry::exit(pid, "worker", how);
+        telemetry::exit(pid, Role::Worker, how);
         match self.sc.respawn {
             Respawn::Immediate => self.spawn_worker(),
             Respawn::Delay => {
@@ -62,7 +64,7 @@ impl Master<'_> {
     }
 
     fn set_own_oom_score_adj(&self) {
-        if let Some(adj) = self.sc.master_oom_score_adj {
+        if let Some(adj) = self.sc.master_oom_score_adj.map(|a| a.0) {
             match sys::set_oom_score_adj(adj) {
                 Ok(()) => telemetry::setup("oom_score_adj", true, &format!("master={adj}")),
                 Err(e) => telemetry::setup("oom_score_adj", false, &format!("master={adj}: {e}")),

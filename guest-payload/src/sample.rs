@@ -1,6 +1,8 @@
 //! `mem` samples: `/proc/meminfo` plus the `oom_kill` counter of `/proc/vmstat`.
 
-use crate::telemetry::Line;
+use oomlab_protocol::Event;
+
+use crate::telemetry;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct MemSample {
@@ -48,13 +50,13 @@ pub fn read() -> MemSample {
 }
 
 pub fn emit(s: &MemSample) {
-    Line::new("mem")
-        .opt_uint("mem_total_kib", s.mem_total_kib)
-        .opt_uint("mem_available_kib", s.mem_available_kib)
-        .opt_uint("mem_free_kib", s.mem_free_kib)
-        .opt_uint("swap_free_kib", s.swap_free_kib)
-        .opt_uint("oom_kill", s.oom_kill)
-        .emit();
+    telemetry::emit(Event::Mem {
+        mem_total_kib: s.mem_total_kib,
+        mem_available_kib: s.mem_available_kib,
+        mem_free_kib: s.mem_free_kib,
+        swap_free_kib: s.swap_free_kib,
+        oom_kill: s.oom_kill,
+    });
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! A worker: allocates its memory like an nginx worker under load and keeps
 //! it resident by touching every page.
 
-use crate::config::Scenario;
+use oomlab_protocol::conf::GuestConf as Scenario;
+
 use crate::sys;
 use crate::telemetry;
 
@@ -21,7 +22,7 @@ fn touch(ptr: *mut u8, len: usize, val: u8) {
 /// respawn loop does not flood the telemetry line with copies.
 pub fn run(sc: &Scenario, report_ok: bool) -> ! {
     sys::set_comm(c"nginx");
-    if let Some(adj) = sc.worker_oom_score_adj {
+    if let Some(adj) = sc.worker_oom_score_adj.map(|a| a.0) {
         match sys::set_oom_score_adj(adj) {
             Ok(()) if report_ok => {
                 telemetry::setup("oom_score_adj", true, &format!("worker={adj}"))

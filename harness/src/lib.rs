@@ -7,6 +7,7 @@
 //! `analyze` reuses `events` on logs from real machines.
 
 pub mod analyze;
+pub mod atomic;
 pub mod events;
 pub mod experiment;
 pub mod image;

@@ -47,6 +47,8 @@ enum Cmd {
     },
     /// fmt --check, clippy -D warnings, then test.
     Ci,
+    /// Regenerate the key and event tables of protocol/PROTOCOL.md.
+    ProtocolDoc,
 }
 
 fn main() -> ExitCode {
@@ -100,6 +102,22 @@ fn real_main() -> Result<ExitCode> {
         Cmd::Demo => {
             setup(&root)?;
             demo()
+        }
+        Cmd::ProtocolDoc => {
+            let path = root.join("protocol/PROTOCOL.md");
+            let doc = std::fs::read_to_string(&path)
+                .with_context(|| format!("read {}", path.display()))?;
+            let fresh = oomlab_protocol::with_generated(&doc).with_context(|| {
+                format!("{}: generated-section markers missing", path.display())
+            })?;
+            if fresh == doc {
+                println!("{}: up to date", path.display());
+            } else {
+                std::fs::write(&path, fresh)
+                    .with_context(|| format!("write {}", path.display()))?;
+                println!("{}: regenerated", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench { runs } => bench::bench(&root, runs).map(|_| ExitCode::SUCCESS),
         Cmd::Ci => {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use oomlab::events::kernel::KernelEvent;
-use oomlab::experiment::{self, ExperimentError, Progress, RunOptions};
+use oomlab::experiment::{self, ExperimentError, Progress, RunOptions, StageDone};
 use oomlab::scenario::{Accel, Scenario};
 use oomlab::vm::Output;
 use tokio::sync::watch;
@@ -229,30 +229,74 @@ fn install_signals() -> watch::Receiver<Option<i32>> {
     rx
 }
 
+/// Progress on stderr: every stage's end, the first kills, panics; the
+/// console itself with `--verbose`.
 fn show(p: Progress, verbose: bool, kills: &mut usize) {
     match p {
-        Progress::Stage(s) => eprintln!("oomlab: {s}"),
-        Progress::Accel(d) => eprintln!(
-            "oomlab: accelerator {}{}: {}",
-            d.used.as_str().to_uppercase(),
-            if d.cached { " (cached probe)" } else { "" },
-            d.reason
-        ),
-        Progress::Vm(Output::Ready { boot_s }) => {
-            eprintln!("oomlab: payload ready after {boot_s:.2} s")
-        }
-        Progress::Vm(Output::Kernel(KernelEvent::Killed(k))) => {
-            *kills += 1;
-            if *kills == 1 || kills.is_power_of_two() {
-                eprintln!("oomlab: OOM kill #{kills}: pid {} ({})", k.pid, k.name);
+        Progress::Start(stage) => {
+            if verbose {
+                eprintln!("oomlab: {} ...", stage.as_str());
             }
         }
-        Progress::Vm(Output::Kernel(KernelEvent::Panic { reason })) => {
-            eprintln!("oomlab: kernel panic: {reason}")
-        }
-        Progress::Vm(Output::Console(line)) if verbose => eprintln!("  | {line}"),
-        Progress::Vm(Output::Stopping(why)) => eprintln!("oomlab: stopping: {why}"),
-        _ => {}
+        Progress::Done(done) => match done {
+            StageDone::Kernel {
+                name,
+                release,
+                pinned,
+            } => eprintln!(
+                "oomlab: kernel {release} ({name}{})",
+                if pinned { ", pinned" } else { ", NOT pinned" }
+            ),
+            StageDone::Payload { path } => {
+                if verbose {
+                    eprintln!("oomlab: payload {}", path.display());
+                }
+            }
+            StageDone::Probe(d) => eprintln!(
+                "oomlab: accelerator {}{}: {}",
+                d.used.as_str().to_uppercase(),
+                if d.cached { " (cached probe)" } else { "" },
+                d.reason
+            ),
+            StageDone::Image { bytes } => {
+                if verbose {
+                    eprintln!("oomlab: initramfs {} KiB", bytes / 1024);
+                }
+            }
+            StageDone::Boot { boot_s } => eprintln!("oomlab: payload ready after {boot_s:.2} s"),
+            StageDone::Observe(why) => eprintln!("oomlab: stopping: {why}"),
+            StageDone::Judge { verdict, .. } => {
+                if verbose {
+                    eprintln!("oomlab: verdict {verdict}");
+                }
+            }
+        },
+        Progress::Vm(o) => match o {
+            Output::QemuStarted { pid, accel } => {
+                if verbose {
+                    eprintln!("oomlab: QEMU pid {pid} under {}", accel.as_str());
+                }
+            }
+            Output::Console(line) => {
+                if verbose {
+                    eprintln!("  | {line}");
+                }
+            }
+            Output::Kernel(KernelEvent::Killed(k)) => {
+                *kills += 1;
+                if *kills == 1 || kills.is_power_of_two() {
+                    eprintln!("oomlab: OOM kill #{kills}: pid {} ({})", k.pid, k.name);
+                }
+            }
+            Output::Kernel(KernelEvent::Panic { reason }) => {
+                eprintln!("oomlab: kernel panic: {reason}")
+            }
+            // Other kernel events and telemetry are in the logs and the
+            // report; the terminal shows kills and panics only.
+            Output::Kernel(_) | Output::Telemetry(_) => {}
+            // The experiment turns these into stage ends (Done above).
+            Output::Booted { .. } | Output::Stopping(_) => {}
+        },
     }
 }
 
@@ -325,6 +369,17 @@ async fn run(
             Err(ExperimentError::Interrupted(sig)) => {
                 eprintln!("oomlab: interrupted by signal {sig}; QEMU stopped, temp files removed");
                 return ExitCode::from(128 + sig as u8);
+            }
+            Err(ExperimentError::LostEvidence { errors, report }) => {
+                if let Some(r) = report.as_ref() {
+                    print!("{}", oomlab::report::render_terminal(r));
+                }
+                eprintln!(
+                    "oomlab: {}: the run's evidence was not fully written: {}",
+                    s.name,
+                    errors.join("; ")
+                );
+                return ExitCode::from(code::CANNOT_RUN);
             }
             Err(e) => {
                 eprintln!("oomlab: {}: cannot run: {e}", s.name);

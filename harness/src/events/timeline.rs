@@ -31,21 +31,13 @@ pub struct TimelineEntry {
 /// write one JSON object per line, atomically.
 pub fn write_jsonl(path: &Path, entries: &mut [TimelineEntry]) -> std::io::Result<()> {
     entries.sort_by(|a, b| a.t.total_cmp(&b.t));
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+    crate::atomic::write_atomic(path, |w| {
         for e in entries.iter() {
-            serde_json::to_writer(&mut w, e)?;
+            serde_json::to_writer(&mut *w, e)?;
             w.write_all(b"\n")?;
         }
-        w.flush()?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]

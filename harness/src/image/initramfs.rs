@@ -1,7 +1,7 @@
 //! The per-run initramfs: the payload as `/init`, the few device nodes PID 1
 //! needs before it can mount anything, and the scenario as plain text.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 use super::cpio::CpioWriter;
@@ -37,29 +37,17 @@ pub fn pack<W: Write>(out: W, payload: &[u8], scenario_conf: &str) -> Result<W, 
     w.finish()
 }
 
-/// Writes the initramfs to `out`: via a temporary file in the same directory
-/// renamed into place, so a crash never leaves a half-written image.
+/// Writes the initramfs to `out`, atomically: a crash never leaves a
+/// half-written image.
 pub fn write_initramfs(out: &Path, payload: &Path, scenario_conf: &str) -> Result<(), ImageError> {
     let data = std::fs::read(payload)
         .map_err(|e| ImageError::io(format!("read payload {}", payload.display()), e))?;
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".initramfs-")
-        .tempfile_in(dir)
-        .map_err(|e| ImageError::io(format!("create temp file in {}", dir.display()), e))?;
-    let writer = pack(BufWriter::new(tmp), &data, scenario_conf)?;
-    let tmp = writer
-        .into_inner()
-        .map_err(|e| ImageError::io(format!("write {}", out.display()), e.into_error()))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| ImageError::io(format!("sync {}", out.display()), e))?;
-    tmp.persist(out)
-        .map_err(|e| ImageError::io(format!("rename into {}", out.display()), e.error))?;
-    Ok(())
+    crate::atomic::write_atomic(out, |w| {
+        pack(w, &data, scenario_conf)
+            .map(|_| ())
+            .map_err(std::io::Error::other)
+    })
+    .map_err(|e| ImageError::io(format!("write {}", out.display()), e))
 }
 
 #[cfg(test)]

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::scenario::Verdict;
-use crate::verdict::Evidence;
+use crate::verdict::{Evidence, Verdict};
 use crate::vm::accel::AccelDecision;
 use crate::vm::{AccelKind, StopReason};
 
@@ -54,16 +53,10 @@ pub struct Report {
     /// Where the raw console log, telemetry and this report were kept.
     pub out_dir: Option<PathBuf>,
     pub qemu_argv: Vec<String>,
-}
-
-impl Report {
-    pub fn exit_code(&self) -> i32 {
-        if self.matches {
-            0
-        } else {
-            1
-        }
-    }
+    /// Writing the run's evidence failed (disk full, ...): what is on disk
+    /// is incomplete, and the run is not to be trusted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evidence_errors: Vec<String>,
 }
 
 fn opt_s(v: Option<f64>) -> String {
@@ -145,23 +138,20 @@ pub fn render_terminal(r: &Report) -> String {
     for n in &e.notes {
         let _ = writeln!(s, "  note:     {n}");
     }
+    for n in &r.evidence_errors {
+        let _ = writeln!(s, "  ERROR:    {n}");
+    }
     if let Some(d) = &r.out_dir {
         let _ = writeln!(s, "  logs:     {}", d.display());
     }
     s
 }
 
-/// Write JSON atomically (temp file + rename): an interrupted run never
-/// leaves a half-written report.
+/// Write JSON atomically: an interrupted run never leaves a half-written
+/// report.
 pub fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer_pretty(&mut tmp, value)?;
-    std::io::Write::write_all(&mut tmp, b"\n")?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::atomic::write_atomic(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, value)?;
+        std::io::Write::write_all(w, b"\n")
+    })
 }

@@ -2,57 +2,16 @@
 //!
 //! YAML, unknown fields rejected, every error names the file, the field and
 //! the line. A scenario is turned into the guest's `scenario.conf`
-//! (guest-payload/PROTOCOL.md) by [`Scenario::guest_conf`].
+//! (protocol/PROTOCOL.md) by [`Scenario::guest_conf`].
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+use oomlab_protocol::{GuestConf, OomScoreAdj, Sysctl};
 use serde::{Deserialize, Serialize};
 
-/// The catalogue kernel a scenario boots when it names none: Debian
-/// bookworm's cloud kernel (images/kernels.yaml).
-pub const DEFAULT_KERNEL: &str = "debian-bookworm-cloud-6.1";
-
-/// The verdicts a run can end in; a scenario's `expect:` names one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    /// OOM kills keep hitting respawned workers until the window closes.
-    Livelock,
-    /// At least one OOM kill, then a quiet stretch of `settle_s`.
-    Recovered,
-    /// No OOM kill at all.
-    NoOom,
-    /// The kernel panicked.
-    Panic,
-    /// Neither console nor telemetry progressed for `hang_s`.
-    Hang,
-    /// The payload never said `ready`.
-    BootFailure,
-    /// OOM kills, but neither a loop (kills of re-forked workers) nor a
-    /// quiet stretch of `settle_s` was seen: the window was too short.
-    Inconclusive,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Livelock => "livelock",
-            Verdict::Recovered => "recovered",
-            Verdict::NoOom => "no-oom",
-            Verdict::Panic => "panic",
-            Verdict::Hang => "hang",
-            Verdict::BootFailure => "boot-failure",
-            Verdict::Inconclusive => "inconclusive",
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::image::kernel::DEFAULT_KERNEL;
+pub use crate::verdict::Verdict;
+pub use oomlab_protocol::Respawn;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -150,16 +109,15 @@ impl Limits {
             self.boot_s + self.duration_s * 2.0 + 30.0
         }
     }
-}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Respawn {
-    /// nginx: re-fork on SIGCHLD, at once.
-    #[default]
-    Immediate,
-    Delay,
-    None,
+    /// The wall-clock limits the VM runner enforces for these limits.
+    pub fn stop_policy(&self) -> crate::vm::StopPolicy {
+        crate::vm::StopPolicy {
+            boot_s: self.boot_s,
+            hang_s: self.hang_s,
+            wall_s: self.wall_limit_s(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -417,12 +375,7 @@ impl Scenario {
                     }
                 }
                 Mitigation::Sysctl { key, value } => {
-                    let ok_key = !key.is_empty()
-                        && key
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-                        && !key.contains("..");
-                    if !ok_key {
+                    if !Sysctl::key_ok(key) {
                         return Err(bad(
                             "mitigations.sysctl.key",
                             format!("`{key}` is not a sysctl name like vm.overcommit_memory"),
@@ -452,58 +405,44 @@ impl Scenario {
         Ok(())
     }
 
-    /// The guest's `scenario.conf` (guest-payload/PROTOCOL.md).
-    pub fn guest_conf(&self) -> String {
+    /// What the guest is told (protocol/PROTOCOL.md): the payload's
+    /// `scenario.conf`.
+    pub fn guest_conf(&self) -> GuestConf {
         let w = &self.workload;
-        let mut lines = vec![
-            format!("name={}", self.name),
-            format!(
-                "duration_ms={}",
-                (self.limits.duration_s * 1000.0).round() as u64
-            ),
-            format!("workers={}", w.workers),
-            format!("worker_mem_kib={}", u64::from(w.worker_mem_mib) * 1024),
-            format!("worker_step_kib={}", u64::from(w.worker_step_mib) * 1024),
-            format!("worker_step_ms={}", w.worker_step_ms),
-            format!("touch_ms={}", w.touch_ms),
-            format!(
-                "respawn={}",
-                match w.respawn {
-                    Respawn::Immediate => "immediate",
-                    Respawn::Delay => "delay",
-                    Respawn::None => "none",
-                }
-            ),
-            format!("respawn_delay_ms={}", w.respawn_delay_ms),
-            format!("canary_ms={}", w.canary_ms),
-            format!("sample_ms={}", w.sample_ms),
-        ];
+        let mut c = GuestConf {
+            name: self.name.clone(),
+            duration_ms: (self.limits.duration_s * 1000.0).round() as u64,
+            workers: w.workers,
+            worker_mem_kib: u64::from(w.worker_mem_mib) * 1024,
+            worker_step_kib: u64::from(w.worker_step_mib) * 1024,
+            worker_step_ms: u64::from(w.worker_step_ms),
+            touch_ms: u64::from(w.touch_ms),
+            respawn: w.respawn,
+            respawn_delay_ms: u64::from(w.respawn_delay_ms),
+            canary_ms: u64::from(w.canary_ms),
+            sample_ms: u64::from(w.sample_ms),
+            ..GuestConf::default()
+        };
         for m in &self.mitigations {
             match m {
                 Mitigation::Cgroup {
                     memory_max_mib,
                     oom_group,
                 } => {
-                    lines.push(format!(
-                        "cgroup_memory_max_kib={}",
-                        u64::from(*memory_max_mib) * 1024
-                    ));
-                    lines.push(format!("cgroup_oom_group={}", u8::from(*oom_group)));
+                    c.cgroup_memory_max_kib = Some(u64::from(*memory_max_mib) * 1024);
+                    c.cgroup_oom_group = *oom_group;
                 }
-                Mitigation::Sysctl { key, value } => lines.push(format!("sysctl={key}={value}")),
+                Mitigation::Sysctl { key, value } => c.sysctl.push(Sysctl {
+                    key: key.clone(),
+                    value: value.clone(),
+                }),
                 Mitigation::OomScoreAdj { master, workers } => {
-                    if let Some(v) = master {
-                        lines.push(format!("master_oom_score_adj={v}"));
-                    }
-                    if let Some(v) = workers {
-                        lines.push(format!("worker_oom_score_adj={v}"));
-                    }
+                    c.master_oom_score_adj = master.map(OomScoreAdj);
+                    c.worker_oom_score_adj = workers.map(OomScoreAdj);
                 }
             }
         }
-        let mut s = lines.join("\n");
-        s.push('\n');
-        s
+        c
     }
 }
 

@@ -27,7 +27,7 @@ fn err(text: &str) -> String {
 fn good_scenario_parses_and_renders_guest_conf() {
     let s = Scenario::parse(Path::new("g.yaml"), GOOD).unwrap();
     assert_eq!(s.expect, Some(Verdict::Livelock));
-    insta::assert_snapshot!(s.guest_conf(), @r"
+    insta::assert_snapshot!(s.guest_conf().render(), @r"
     name=t
     duration_ms=10000
     workers=4
@@ -45,6 +45,26 @@ fn good_scenario_parses_and_renders_guest_conf() {
     master_oom_score_adj=1000
     worker_oom_score_adj=0
     ");
+}
+
+/// The guest reads what the harness writes, for every shipped scenario,
+/// with the payload's own reader: no diagnostics, nothing lost.
+#[test]
+fn shipped_scenarios_conf_reads_back_without_diagnostics() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            let conf = s.guest_conf();
+            let (back, diags) = oomlab_protocol::conf::parse(&conf.render());
+            assert!(diags.is_empty(), "{}: {diags:?}", path.display());
+            assert_eq!(back, conf, "{}", path.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 4);
 }
 
 #[test]

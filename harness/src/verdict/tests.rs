@@ -1,6 +1,8 @@
 //! The classifier on hand-made event streams; real recorded runs are
 //! replayed in harness/tests/replay_runs.rs.
 use super::*;
+use crate::events::kernel::KernelEvent;
+use crate::scenario::Limits;
 
 fn limits() -> Limits {
     Limits {

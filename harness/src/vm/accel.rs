@@ -89,12 +89,7 @@ pub fn store_cached(file: &Path, key: &str, result: &ProbeResult) -> std::io::Re
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     map.insert(key.to_string(), result.clone());
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = file.with_extension(format!("json.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&map)?)?;
-    std::fs::rename(&tmp, file)
+    crate::atomic::write_bytes(file, &serde_json::to_vec_pretty(&map)?)
 }
 
 pub fn host_release() -> String {

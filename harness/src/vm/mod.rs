@@ -5,4 +5,6 @@ pub mod args;
 pub mod runner;
 
 pub use args::AccelKind;
-pub use runner::{find_qemu, run, Cancel, Output, RunOutcome, StopReason, VmConfig, VmError};
+pub use runner::{
+    find_qemu, run, Cancel, Output, RunOutcome, StopPolicy, StopReason, VmConfig, VmError, Watch,
+};

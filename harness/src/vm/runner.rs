@@ -1,5 +1,7 @@
 //! One QEMU run: start it, read the console and the telemetry together, keep
-//! both raw streams, enforce every limit, and kill QEMU on every way out.
+//! both raw streams, enforce the caller's limits, and kill QEMU on every way
+//! out. What the lines mean, and when a verdict allows stopping early, is
+//! the caller's [`Watch`]: this layer runs a VM, nothing more.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -15,17 +17,26 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::args::{self, AccelKind};
 use crate::events::kernel::KernelEvent;
 use crate::events::telemetry::Telemetry;
-use crate::scenario::{Limits, Verdict};
-use crate::verdict::RunRecord;
 
 /// What the runner tells its UI while a VM runs (one enum, one channel).
 #[derive(Debug, Clone)]
 pub enum Output {
-    QemuStarted { pid: u32, accel: AccelKind },
+    QemuStarted {
+        pid: u32,
+        accel: AccelKind,
+    },
+    /// One raw console line (kernel log).
     Console(String),
+    /// A console line the watch understood.
     Kernel(KernelEvent),
+    /// A telemetry line the watch understood.
     Telemetry(Telemetry),
-    Ready { boot_s: f64 },
+    /// The watch saw the guest come up, this many wall seconds after QEMU
+    /// started: the end of the boot stage.
+    Booted {
+        boot_s: f64,
+    },
+    /// Observation is over, for this reason.
     Stopping(StopReason),
 }
 
@@ -35,7 +46,7 @@ pub enum Output {
 pub enum StopReason {
     /// QEMU exited on its own (guest power-off, or reboot after a panic).
     QemuExited(Option<i32>),
-    /// The verdict could not change any more.
+    /// The watch said the outcome could not change any more.
     EarlyVerdict(String),
     BootLimit,
     HangLimit,
@@ -74,6 +85,29 @@ pub enum VmError {
     },
 }
 
+/// What the caller makes of the guest's lines while the VM runs.
+pub trait Watch {
+    /// One kernel console line; what it meant, for the UI.
+    fn console(&mut self, line: &str) -> Option<KernelEvent>;
+    /// One telemetry line; what it meant, for the UI.
+    fn telemetry(&mut self, line: &str) -> Option<Telemetry>;
+    /// The guest is up (the boot limit no longer applies).
+    fn booted(&self) -> bool;
+    /// `Some(why)`: stop now, the outcome can no longer change.
+    fn stop_early(&self) -> Option<String>;
+}
+
+/// The limits the caller sets, wall-clock seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StopPolicy {
+    /// From QEMU start until the watch says `booted`.
+    pub boot_s: f64,
+    /// After boot, neither stream printed anything for this long.
+    pub hang_s: f64,
+    /// The whole run, from QEMU start.
+    pub wall_s: f64,
+}
+
 pub struct VmConfig {
     pub qemu: PathBuf,
     pub accel: AccelKind,
@@ -89,13 +123,19 @@ pub struct VmConfig {
 }
 
 pub struct RunOutcome {
-    pub record: RunRecord,
     pub stop: StopReason,
+    /// Wall seconds from QEMU start to `booted`.
     pub boot_s: Option<f64>,
     pub wall_s: f64,
     pub argv: Vec<String>,
     /// What QEMU itself said (bad flags, KVM errors); empty when quiet.
     pub qemu_stderr: String,
+    /// Not one line came on either stream: the guest never printed
+    /// anything (with QEMU failing at once, the run could not happen).
+    pub guest_silent: bool,
+    /// Writing a kept log failed (disk full, ...): the evidence on disk is
+    /// incomplete, whatever the in-memory record says.
+    pub log_errors: Vec<String>,
 }
 
 /// Resolves to the number of a signal that should end the run.
@@ -177,11 +217,48 @@ async fn next_line<R: AsyncRead + Unpin>(r: &mut BufReader<R>, buf: &mut Vec<u8>
     }
 }
 
-async fn keep(file: &mut Option<tokio::fs::File>, bytes: &[u8]) {
-    if let Some(f) = file {
-        if f.write_all(bytes).await.is_err() {
-            *file = None;
+/// A kept raw log. The first write error is remembered (and writing stops):
+/// a log that silently lost lines would be evidence that lies.
+struct KeptLog {
+    name: &'static str,
+    file: Option<tokio::fs::File>,
+    error: Option<String>,
+}
+
+impl KeptLog {
+    async fn create(dir: Option<&Path>, name: &'static str) -> Result<KeptLog, VmError> {
+        let file = match dir {
+            Some(d) => Some(
+                tokio::fs::File::create(d.join(name))
+                    .await
+                    .map_err(io(format!("create {}/{name}", d.display())))?,
+            ),
+            None => None,
+        };
+        Ok(KeptLog {
+            name,
+            file,
+            error: None,
+        })
+    }
+
+    async fn keep(&mut self, bytes: &[u8]) {
+        if let Some(f) = &mut self.file {
+            if let Err(e) = f.write_all(bytes).await {
+                self.error = Some(format!("writing {} failed: {e}", self.name));
+                self.file = None;
+            }
         }
+    }
+
+    async fn close(mut self) -> Option<String> {
+        if let Some(f) = &mut self.file {
+            if let Err(e) = f.flush().await.and(f.sync_all().await) {
+                self.error
+                    .get_or_insert(format!("writing {} failed: {e}", self.name));
+            }
+        }
+        self.error
     }
 }
 
@@ -192,68 +269,67 @@ pub fn tell<T>(ui: Option<&UnboundedSender<T>>, msg: T) {
     }
 }
 
-/// Keep one console line, feed it to the record, show it; clear `buf`.
-async fn console_line(
-    record: &mut RunRecord,
-    log: &mut Option<tokio::fs::File>,
-    buf: &mut Vec<u8>,
-    send: &impl Fn(Output),
-) {
-    keep(log, buf).await;
-    let text = String::from_utf8_lossy(buf);
-    let line = text.trim_end_matches(['\n', '\r']);
-    if let Some(ev) = record.ingest_console(line) {
-        send(Output::Kernel(ev));
-    }
-    send(Output::Console(line.to_string()));
-    buf.clear();
+/// The two streams, their kept logs and the watch; one line path for live
+/// reading and for draining.
+struct Streams<'a, W: Watch> {
+    watch: &'a mut W,
+    console_log: KeptLog,
+    telemetry_log: KeptLog,
+    ui: Option<UnboundedSender<Output>>,
+    lines_seen: usize,
 }
 
-/// Keep one telemetry line, feed it to the record, show it; clear `buf`.
-async fn telemetry_line(
-    record: &mut RunRecord,
-    log: &mut Option<tokio::fs::File>,
-    buf: &mut Vec<u8>,
-    send: &impl Fn(Output),
-) {
-    keep(log, buf).await;
-    if let Some(tel) = record.ingest_telemetry_line(&String::from_utf8_lossy(buf)) {
-        send(Output::Telemetry(tel));
+impl<W: Watch> Streams<'_, W> {
+    fn send(&self, o: Output) {
+        tell(self.ui.as_ref(), o);
     }
-    buf.clear();
+
+    /// Keep one console line, feed it to the watch, show it; clear `buf`.
+    async fn console_line(&mut self, buf: &mut Vec<u8>) {
+        self.lines_seen += 1;
+        self.console_log.keep(buf).await;
+        let text = String::from_utf8_lossy(buf);
+        let line = text.trim_end_matches(['\n', '\r']);
+        if let Some(ev) = self.watch.console(line) {
+            self.send(Output::Kernel(ev));
+        }
+        self.send(Output::Console(line.to_string()));
+        buf.clear();
+    }
+
+    /// Keep one telemetry line, feed it to the watch, show it; clear `buf`.
+    async fn telemetry_line(&mut self, buf: &mut Vec<u8>) {
+        self.lines_seen += 1;
+        self.telemetry_log.keep(buf).await;
+        if let Some(tel) = self.watch.telemetry(&String::from_utf8_lossy(buf)) {
+            self.send(Output::Telemetry(tel));
+        }
+        buf.clear();
+    }
 }
 
-/// Run one VM to its end, filling `record` (made by the caller for its
-/// workload); the record is judged by the caller.
-pub async fn run(
+/// Run one VM to its end, feeding every line to `watch`.
+pub async fn run<W: Watch>(
     cfg: &VmConfig,
-    limits: &Limits,
-    mut record: RunRecord,
+    policy: StopPolicy,
+    watch: &mut W,
     ui: Option<UnboundedSender<Output>>,
     mut cancel: Cancel,
 ) -> Result<RunOutcome, VmError> {
-    let send = |o: Output| tell(ui.as_ref(), o);
     let socket = cfg.scratch.join("telemetry.sock");
     let listener = UnixListener::bind(&socket).map_err(io(format!("bind {}", socket.display())))?;
-    let (mut console_log, mut telemetry_log) = match &cfg.keep_logs {
-        Some(dir) => (
-            Some(
-                tokio::fs::File::create(dir.join("console.log"))
-                    .await
-                    .map_err(io(format!("create {}/console.log", dir.display())))?,
-            ),
-            Some(
-                tokio::fs::File::create(dir.join("telemetry.jsonl"))
-                    .await
-                    .map_err(io(format!("create {}/telemetry.jsonl", dir.display())))?,
-            ),
-        ),
-        None => (None, None),
+    let keep = cfg.keep_logs.as_deref();
+    let mut s = Streams {
+        console_log: KeptLog::create(keep, "console.log").await?,
+        telemetry_log: KeptLog::create(keep, "telemetry.jsonl").await?,
+        watch,
+        ui,
+        lines_seen: 0,
     };
 
     let started = Instant::now();
     let (mut child, argv) = spawn_qemu(cfg, &socket)?;
-    send(Output::QemuStarted {
+    s.send(Output::QemuStarted {
         pid: child.id().unwrap_or(0),
         accel: cfg.accel,
     });
@@ -261,9 +337,9 @@ pub async fn run(
     let mut stderr = child.stderr.take().expect("stderr is piped");
     // QEMU's own complaints (bad flags, KVM errors) are kept for the report.
     let stderr_task = tokio::spawn(async move {
-        let mut s = Vec::new();
-        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut s).await;
-        String::from_utf8_lossy(&s).into_owned()
+        let mut buf = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut buf).await;
+        String::from_utf8_lossy(&buf).into_owned()
     });
 
     let mut telemetry: Option<BufReader<tokio::net::UnixStream>> = None;
@@ -276,14 +352,14 @@ pub async fn run(
     let mut boot_s = None;
     let mut last_progress = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let wall_limit = Duration::from_secs_f64(limits.wall_limit_s());
+    let wall_limit = Duration::from_secs_f64(policy.wall_s);
 
     while stop.is_none() {
         tokio::select! {
             got = next_line(&mut console, &mut cbuf), if console_open => match got {
                 Some(()) => {
                     last_progress = Instant::now();
-                    console_line(&mut record, &mut console_log, &mut cbuf, &send).await;
+                    s.console_line(&mut cbuf).await;
                 }
                 None => console_open = false,
             },
@@ -295,13 +371,7 @@ pub async fn run(
                 if telemetry.is_some() && telemetry_open => match got {
                 Some(()) => {
                     last_progress = Instant::now();
-                    let was_ready = record.ready_t.is_some();
-                    telemetry_line(&mut record, &mut telemetry_log, &mut tbuf, &send).await;
-                    if !was_ready && record.ready_t.is_some() {
-                        let b = started.elapsed().as_secs_f64();
-                        boot_s = Some(b);
-                        send(Output::Ready { boot_s: b });
-                    }
+                    s.telemetry_line(&mut tbuf).await;
                 }
                 None => telemetry_open = false,
             },
@@ -312,26 +382,20 @@ pub async fn run(
             _ = tick.tick() => {
                 let elapsed = started.elapsed();
                 if elapsed >= wall_limit {
-                    record.boot_timed_out = record.ready_t.is_none();
                     stop = Some(StopReason::WallLimit);
-                } else if record.ready_t.is_none() && elapsed.as_secs_f64() >= limits.boot_s {
-                    record.boot_timed_out = true;
+                } else if !s.watch.booted() && elapsed.as_secs_f64() >= policy.boot_s {
                     stop = Some(StopReason::BootLimit);
-                } else if record.ready_t.is_some()
-                    && last_progress.elapsed().as_secs_f64() >= limits.hang_s
-                {
-                    record.hung = true;
+                } else if s.watch.booted() && last_progress.elapsed().as_secs_f64() >= policy.hang_s {
                     stop = Some(StopReason::HangLimit);
-                } else if limits.early_verdict {
-                    if let Some((v, why)) = record.early_verdict(limits) {
-                        // A panic's last lines still arrive; QEMU exits by
-                        // itself (panic=-1, -no-reboot) right after.
-                        if v != Verdict::Panic {
-                            stop = Some(StopReason::EarlyVerdict(why));
-                        }
-                    }
+                } else if let Some(why) = s.watch.stop_early() {
+                    stop = Some(StopReason::EarlyVerdict(why));
                 }
             },
+        }
+        if boot_s.is_none() && s.watch.booted() {
+            let b = started.elapsed().as_secs_f64();
+            boot_s = Some(b);
+            s.send(Output::Booted { boot_s: b });
         }
         if let Some(code) = exited {
             if !console_open && (!telemetry_open || telemetry.is_none()) {
@@ -341,15 +405,13 @@ pub async fn run(
                 let drain = async {
                     while console_open {
                         match next_line(&mut console, &mut cbuf).await {
-                            Some(()) => {
-                                console_line(&mut record, &mut console_log, &mut cbuf, &send).await
-                            }
+                            Some(()) => s.console_line(&mut cbuf).await,
                             None => console_open = false,
                         }
                     }
                     if let Some(t) = telemetry.as_mut() {
                         while let Some(()) = next_line(t, &mut tbuf).await {
-                            telemetry_line(&mut record, &mut telemetry_log, &mut tbuf, &send).await;
+                            s.telemetry_line(&mut tbuf).await;
                         }
                     }
                 };
@@ -359,42 +421,33 @@ pub async fn run(
         }
     }
     let stop = stop.expect("loop ends with a reason");
-    match &stop {
-        StopReason::EarlyVerdict(_) => record.stopped_early = true,
-        StopReason::QemuExited(_) | StopReason::WallLimit
-            if record.ready_t.is_some() && record.done_t.is_none() && record.panic.is_none() =>
-        {
-            let guest = record.last_guest_t - record.ready_t.unwrap_or(0.0);
-            record.cut_short = Some(format!(
-                "{stop} after {guest:.1} s of the {} s window, before the payload's `done`",
-                limits.duration_s
-            ));
-        }
-        StopReason::WallLimit => record.cut_short = Some(stop.to_string()),
-        _ => {}
+    if boot_s.is_none() && s.watch.booted() {
+        // `ready` came in the last drain, after QEMU had exited.
+        let b = started.elapsed().as_secs_f64();
+        boot_s = Some(b);
+        s.send(Output::Booted { boot_s: b });
     }
-    send(Output::Stopping(stop.clone()));
+    s.send(Output::Stopping(stop.clone()));
     if exited.is_none() {
         let _ = child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
     }
-    if let Some(f) = console_log.as_mut() {
-        let _ = f.flush().await;
-    }
-    if let Some(f) = telemetry_log.as_mut() {
-        let _ = f.flush().await;
-    }
+    let log_errors: Vec<String> = [s.console_log.close().await, s.telemetry_log.close().await]
+        .into_iter()
+        .flatten()
+        .collect();
     let qemu_stderr = tokio::time::timeout(Duration::from_secs(2), stderr_task)
         .await
         .ok()
         .and_then(|r| r.ok())
         .unwrap_or_default();
     Ok(RunOutcome {
-        record,
         stop,
         boot_s,
         wall_s: started.elapsed().as_secs_f64(),
         argv,
         qemu_stderr: qemu_stderr.trim().to_string(),
+        guest_silent: s.lines_seen == 0,
+        log_errors,
     })
 }

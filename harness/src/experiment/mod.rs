@@ -1,23 +1,88 @@
-//! The main job, stage by stage: scenario -> image -> vm -> verdict ->
-//! report. The CLI and the end-to-end tests both call [`run_scenario`].
+//! The main job, stage by stage: kernel -> payload -> probe -> image ->
+//! boot -> observe -> judge -> report. The CLI, the matrix and the
+//! end-to-end tests all call [`run_scenario`]; its UI hears a typed
+//! [`Progress`] for the start and the end of every stage.
+
+mod probe;
 
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc::UnboundedSender, watch};
 
+pub use probe::{choose_accel, probe_scenario};
+
 use crate::image::{self, ImageError, KernelImage};
 use crate::report::{self, KernelInfo, Report, Timings};
-use crate::scenario::{Accel, Limits, Scenario};
-use crate::verdict::RunRecord;
-use crate::vm::accel::{self, AccelDecision, ProbeResult};
-use crate::vm::{self, AccelKind, Cancel, Output, StopReason, VmConfig, VmError};
+use crate::scenario::{Accel, Scenario};
+use crate::verdict::{Live, RunRecord, Verdict};
+use crate::vm::accel::AccelDecision;
+use crate::vm::{self, Cancel, Output, StopReason, VmConfig, VmError};
+
+/// The stages of one run, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Resolve (fetch, verify) the guest kernel.
+    Kernel,
+    /// Locate (or build) the static guest payload.
+    Payload,
+    /// Decide the accelerator (KVM probe or its cached answer).
+    Probe,
+    /// Write the per-run initramfs.
+    Image,
+    /// QEMU start to the payload's `ready`.
+    Boot,
+    /// The observation window.
+    Observe,
+    /// The verdict.
+    Judge,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Kernel => "kernel",
+            Stage::Payload => "payload",
+            Stage::Probe => "probe",
+            Stage::Image => "image",
+            Stage::Boot => "boot",
+            Stage::Observe => "observe",
+            Stage::Judge => "judge",
+        }
+    }
+}
+
+/// The end of a stage, with what it produced.
+#[derive(Debug, Clone)]
+pub enum StageDone {
+    Kernel {
+        name: String,
+        release: String,
+        pinned: bool,
+    },
+    Payload {
+        path: PathBuf,
+    },
+    Probe(AccelDecision),
+    Image {
+        bytes: u64,
+    },
+    Boot {
+        boot_s: f64,
+    },
+    Observe(StopReason),
+    Judge {
+        verdict: Verdict,
+        why: String,
+    },
+}
 
 /// What the main job tells its UI.
 #[derive(Debug, Clone)]
 pub enum Progress {
-    Stage(String),
-    Accel(AccelDecision),
+    Start(Stage),
+    Done(StageDone),
+    /// While booting and observing: the VM runner's own events.
     Vm(Output),
 }
 
@@ -34,6 +99,18 @@ pub enum ExperimentError {
     },
     #[error("interrupted by signal {0}")]
     Interrupted(i32),
+    /// QEMU ended before the guest printed a single line: the run could
+    /// not happen (bad QEMU, bad flags), it is not a guest failure.
+    #[error("QEMU failed before the guest printed anything ({stop}){}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
+    QemuFailed { stop: StopReason, stderr: String },
+    /// A kept log could not be written: the evidence on disk is
+    /// incomplete, so no verdict is claimed. The report (if it could be
+    /// written) says so too.
+    #[error("the run's evidence was not fully written ({}); no verdict is claimed", errors.join("; "))]
+    LostEvidence {
+        errors: Vec<String>,
+        report: Box<Option<Report>>,
+    },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExperimentError {
@@ -113,120 +190,6 @@ pub fn sweep_stale_scratch(tmp: &Path) {
     }
 }
 
-/// The probe's workload: one tiny worker, half a second, then power-off.
-const PROBE_CONF: &str = "name=kvm-probe\nduration_ms=500\nworkers=1\nworker_mem_kib=1024\ncanary_ms=100\nsample_ms=200\n";
-
-/// Boot the real kernel + payload under KVM and believe only `ready` and
-/// `done` from the payload.
-async fn probe_kvm(
-    qemu: &Path,
-    kernel: &KernelImage,
-    payload: &Path,
-    cancel: watch::Receiver<Option<i32>>,
-) -> Result<ProbeResult, ExperimentError> {
-    let when = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let result = |kvm_works, detail: String| ProbeResult {
-        kvm_works,
-        detail,
-        when,
-    };
-    if let Err(why) = accel::kvm_device_check(Path::new("/dev/kvm")) {
-        return Ok(result(false, why));
-    }
-    let scratch = scratch_dir()?;
-    let initrd = scratch.path().join("probe.cpio");
-    {
-        let (initrd, payload) = (initrd.clone(), payload.to_path_buf());
-        blocking(move || image::write_initramfs(&initrd, &payload, PROBE_CONF)).await?;
-    }
-    let cfg = VmConfig {
-        qemu: qemu.to_path_buf(),
-        accel: AccelKind::Kvm,
-        kernel: kernel.path.clone(),
-        initrd,
-        memory_mib: 256,
-        cpus: 1,
-        cmdline: vm::args::kernel_cmdline(&[]),
-        scratch: scratch.path().to_path_buf(),
-        keep_logs: None,
-    };
-    let limits = Limits {
-        duration_s: 1.0,
-        settle_s: 0.5,
-        hang_s: 10.0,
-        // TCG reaches `ready` in ~2 s here; a KVM that needs 10 s is not
-        // one to measure with (and PVM hosts only fail slowly).
-        boot_s: 10.0,
-        wall_s: 15.0,
-        early_verdict: false,
-    };
-    let started = Instant::now();
-    let out = vm::run(&cfg, &limits, RunRecord::new(1), None, cancel_on(cancel)).await?;
-    if let StopReason::Interrupted(sig) = out.stop {
-        return Err(ExperimentError::Interrupted(sig));
-    }
-    let took = started.elapsed().as_secs_f64();
-    let r = &out.record;
-    Ok(if r.ready_t.is_some() && r.done_t.is_some() {
-        result(true, format!("payload ran to `done` in {took:.1} s"))
-    } else {
-        let qemu_said = out.qemu_stderr.lines().next().unwrap_or("");
-        result(
-            false,
-            format!(
-                "booting under KVM failed after {took:.1} s ({}, {}, {} console lines) {qemu_said}",
-                out.stop,
-                if r.ready_t.is_some() {
-                    "payload started"
-                } else {
-                    "payload never started"
-                },
-                r.console_lines
-            )
-            .trim_end()
-            .to_string(),
-        )
-    })
-}
-
-/// Decide the accelerator for `requested`, probing (and caching) for auto.
-pub async fn choose_accel(
-    requested: Accel,
-    qemu: &Path,
-    kernel: &KernelImage,
-    payload: &Path,
-    reprobe: bool,
-    cancel: watch::Receiver<Option<i32>>,
-) -> Result<(AccelDecision, f64), ExperimentError> {
-    if requested != Accel::Auto {
-        return Ok((accel::decide(requested, None), 0.0));
-    }
-    let started = Instant::now();
-    let key = accel::probe_key(
-        &accel::host_release(),
-        &accel::qemu_version(qemu),
-        &kernel.sha256,
-    );
-    let file = image::cache_dir().ok().map(|d| accel::cache_file(&d));
-    if !reprobe {
-        if let Some(hit) = file.as_deref().and_then(|f| accel::load_cached(f, &key)) {
-            return Ok((accel::decide(requested, Some((&hit, true))), 0.0));
-        }
-    }
-    let fresh = probe_kvm(qemu, kernel, payload, cancel).await?;
-    if let Some(f) = &file {
-        // A cache we cannot write only costs the probe next time.
-        let _ = accel::store_cached(f, &key, &fresh);
-    }
-    Ok((
-        accel::decide(requested, Some((&fresh, false))),
-        started.elapsed().as_secs_f64(),
-    ))
-}
-
 /// Await `work`, unless a signal comes first.
 async fn interruptible<T>(
     work: impl std::future::Future<Output = Result<T, ExperimentError>>,
@@ -265,21 +228,29 @@ fn default_out_dir(name: &str) -> PathBuf {
     PathBuf::from("oomlab-runs").join(format!("{name}-{secs}"))
 }
 
-/// Run one scenario end to end and return its report (also written as
-/// `report.json` in the output folder).
-pub async fn run_scenario(
+/// What the kernel, payload and accelerator stages produced.
+pub struct Prepared {
+    pub qemu: PathBuf,
+    pub kernel: KernelImage,
+    pub payload: PathBuf,
+    pub decision: AccelDecision,
+    pub probe_s: f64,
+}
+
+/// The stages before booting: kernel, payload, accelerator.
+pub async fn prepare(
     scenario: &Scenario,
     opts: &RunOptions,
-    ui: Option<UnboundedSender<Progress>>,
+    ui: Option<&UnboundedSender<Progress>>,
     cancel: watch::Receiver<Option<i32>>,
-) -> Result<Report, ExperimentError> {
-    let say = |p: Progress| vm::runner::tell(ui.as_ref(), p);
+) -> Result<Prepared, ExperimentError> {
+    let say = |p: Progress| vm::runner::tell(ui, p);
     let qemu = vm::find_qemu()?;
     let kernel_spec = opts
         .kernel
         .clone()
         .unwrap_or_else(|| scenario.vm.kernel.clone());
-    say(Progress::Stage(format!("kernel {kernel_spec}")));
+    say(Progress::Start(Stage::Kernel));
     // Fetching a kernel or building the payload can take minutes: a signal
     // must end the wait, not queue behind it.
     let kernel = interruptible(
@@ -287,9 +258,17 @@ pub async fn run_scenario(
         cancel.clone(),
     )
     .await?;
-    say(Progress::Stage("guest payload".into()));
+    say(Progress::Done(StageDone::Kernel {
+        name: kernel.name.clone(),
+        release: kernel.release.clone(),
+        pinned: kernel.pinned,
+    }));
+    say(Progress::Start(Stage::Payload));
     let payload = interruptible(blocking(image::locate_payload), cancel.clone()).await?;
-
+    say(Progress::Done(StageDone::Payload {
+        path: payload.clone(),
+    }));
+    say(Progress::Start(Stage::Probe));
     let requested = opts.accel.unwrap_or(scenario.vm.accel);
     let (decision, probe_s) = choose_accel(
         requested,
@@ -300,46 +279,47 @@ pub async fn run_scenario(
         cancel.clone(),
     )
     .await?;
-    say(Progress::Accel(decision.clone()));
+    say(Progress::Done(StageDone::Probe(decision.clone())));
+    Ok(Prepared {
+        qemu,
+        kernel,
+        payload,
+        decision,
+        probe_s,
+    })
+}
 
+/// Run one scenario end to end and return its report (also written as
+/// `report.json` in the output folder).
+pub async fn run_scenario(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    ui: Option<UnboundedSender<Progress>>,
+    cancel: watch::Receiver<Option<i32>>,
+) -> Result<Report, ExperimentError> {
+    let prep = prepare(scenario, opts, ui.as_ref(), cancel.clone()).await?;
     let out_dir = match &opts.out_dir {
         Some(d) => d.clone(),
         None => fresh_dir(&default_out_dir(&scenario.name)),
     };
     let created = !out_dir.exists();
     std::fs::create_dir_all(&out_dir).map_err(io(format!("create {}", out_dir.display())))?;
-    let result = boot_and_judge(
-        scenario,
-        Prepared {
-            qemu,
-            kernel,
-            payload,
-            decision,
-            probe_s,
-        },
-        &out_dir,
-        ui.clone(),
-        cancel,
-    )
-    .await;
+    let result = boot_and_judge(scenario, prep, &out_dir, ui, cancel).await;
     // A run that never got going leaves no empty folder behind; an
     // interrupted one keeps its raw logs (they show what happened).
-    if created && matches!(&result, Err(e) if !matches!(e, ExperimentError::Interrupted(_))) {
+    let never_ran = matches!(
+        &result,
+        Err(e) if !matches!(e, ExperimentError::Interrupted(_) | ExperimentError::LostEvidence { .. })
+    );
+    if created && never_ran {
         let _ = std::fs::remove_dir_all(&out_dir);
     }
     result
 }
 
-/// What the image and accelerator stages produced.
-struct Prepared {
-    qemu: PathBuf,
-    kernel: KernelImage,
-    payload: PathBuf,
-    decision: AccelDecision,
-    probe_s: f64,
-}
-
-async fn boot_and_judge(
+/// Boot, observe and judge, with the kernel, payload and accelerator that
+/// `prep` holds; the raw logs and `report.json` go to `out_dir`.
+pub async fn boot_and_judge(
     scenario: &Scenario,
     prep: Prepared,
     out_dir: &Path,
@@ -354,12 +334,19 @@ async fn boot_and_judge(
         decision,
         probe_s,
     } = prep;
+    say(Progress::Start(Stage::Image));
     let scratch = scratch_dir()?;
     let initrd = scratch.path().join("initrd.cpio");
     {
-        let (initrd, payload, conf) = (initrd.clone(), payload.clone(), scenario.guest_conf());
+        let (initrd, payload, conf) = (
+            initrd.clone(),
+            payload.clone(),
+            scenario.guest_conf().render(),
+        );
         blocking(move || image::write_initramfs(&initrd, &payload, &conf)).await?;
     }
+    let bytes = std::fs::metadata(&initrd).map(|m| m.len()).unwrap_or(0);
+    say(Progress::Done(StageDone::Image { bytes }));
     let cfg = VmConfig {
         qemu,
         accel: decision.used,
@@ -375,19 +362,28 @@ async fn boot_and_judge(
     let forward = {
         let ui = ui.clone();
         tokio::spawn(async move {
+            let tell = |p| vm::runner::tell(ui.as_ref(), p);
             while let Some(o) = vm_rx.recv().await {
-                vm::runner::tell(ui.as_ref(), Progress::Vm(o));
+                match o {
+                    Output::Booted { boot_s } => {
+                        tell(Progress::Done(StageDone::Boot { boot_s }));
+                        tell(Progress::Start(Stage::Observe));
+                    }
+                    Output::Stopping(why) => tell(Progress::Done(StageDone::Observe(why))),
+                    o => tell(Progress::Vm(o)),
+                }
             }
         })
     };
-    say(Progress::Stage(format!(
-        "boot under {}",
-        decision.used.as_str()
-    )));
+    say(Progress::Start(Stage::Boot));
+    let mut record = RunRecord::for_workload(&scenario.workload);
     let out = vm::run(
         &cfg,
-        &scenario.limits,
-        RunRecord::for_workload(&scenario.workload),
+        scenario.limits.stop_policy(),
+        &mut Live {
+            record: &mut record,
+            limits: &scenario.limits,
+        },
         Some(vm_tx),
         cancel_on(cancel.clone()),
     )
@@ -401,16 +397,38 @@ async fn boot_and_judge(
     if let Some(sig) = *cancel.borrow() {
         return Err(ExperimentError::Interrupted(sig));
     }
-    let mut judgement = out.record.judge(&scenario.limits);
+    if out.guest_silent && matches!(out.stop, StopReason::QemuExited(_)) {
+        return Err(ExperimentError::QemuFailed {
+            stop: out.stop,
+            stderr: out.qemu_stderr,
+        });
+    }
+    say(Progress::Start(Stage::Judge));
+    record.apply_stop(&out.stop, &scenario.limits);
+    let mut judgement = record.judge(&scenario.limits);
     if !out.qemu_stderr.is_empty() {
         judgement
             .evidence
             .notes
             .push(format!("QEMU said: {}", out.qemu_stderr));
     }
-    let mut timeline = out.record.timeline.clone();
-    crate::events::timeline::write_jsonl(&out_dir.join("timeline.jsonl"), &mut timeline)
-        .map_err(io(format!("write {}/timeline.jsonl", out_dir.display())))?;
+    for e in &out.log_errors {
+        judgement
+            .evidence
+            .notes
+            .push(format!("EVIDENCE INCOMPLETE: {e}"));
+    }
+    say(Progress::Done(StageDone::Judge {
+        verdict: judgement.verdict,
+        why: judgement.why.clone(),
+    }));
+    let mut log_errors = out.log_errors.clone();
+    let mut timeline = record.timeline.clone();
+    if let Err(e) =
+        crate::events::timeline::write_jsonl(&out_dir.join("timeline.jsonl"), &mut timeline)
+    {
+        log_errors.push(format!("writing timeline.jsonl failed: {e}"));
+    }
     let report = Report {
         scenario: scenario.name.clone(),
         verdict: judgement.verdict,
@@ -421,7 +439,7 @@ async fn boot_and_judge(
         accel_decision: decision,
         kernel: KernelInfo {
             name: kernel.name.clone(),
-            release: out.record.kernel_release.clone(),
+            release: record.kernel_release.clone(),
             sha256: Some(kernel.sha256.clone()),
             pinned: kernel.pinned,
         },
@@ -435,8 +453,18 @@ async fn boot_and_judge(
         stop: out.stop,
         out_dir: Some(out_dir.to_path_buf()),
         qemu_argv: out.argv,
+        evidence_errors: log_errors.clone(),
     };
-    report::write_json(&out_dir.join("report.json"), &report)
-        .map_err(io(format!("write {}/report.json", out_dir.display())))?;
+    let written = report::write_json(&out_dir.join("report.json"), &report);
+    if !log_errors.is_empty() {
+        if let Err(e) = &written {
+            log_errors.push(format!("writing report.json failed: {e}"));
+        }
+        return Err(ExperimentError::LostEvidence {
+            errors: log_errors,
+            report: Box::new(written.is_ok().then_some(report)),
+        });
+    }
+    written.map_err(io(format!("write {}/report.json", out_dir.display())))?;
     Ok(report)
 }

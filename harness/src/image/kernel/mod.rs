@@ -1,0 +1,374 @@
+//! Guest kernels: a small pinned catalogue (`images/kernels.yaml`) fetched
+//! through the host's own Debian mirror, or a bring-your-own `vmlinuz`.
+//!
+//! Catalogue kernels are cached outside the tree (see [`super::cache_dir`])
+//! and their sha256 is checked on every use, so a run always says exactly
+//! which kernel it booted.
+//!
+//! - [`catalogue`]: `images/kernels.yaml`, compiled in.
+//! - [`debian`]: where catalogue kernels come from: apt through the host's
+//!   mirror (its sources lists read in [`debian::sources`]), `.deb` extraction.
+//! - [`float`]: the stand-in used when a pin has left the mirror.
+
+pub mod catalogue;
+pub mod debian;
+pub mod float;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::ImageError;
+
+pub use catalogue::{catalogue, parse_catalogue, Catalogue, CatalogueEntry, DEFAULT_KERNEL};
+pub use debian::sources::{mirror_uri, security_mirror_uri};
+pub use float::{float_record, float_warning, parse_float_record, FloatRecord, FLOAT_RECORD};
+
+use debian::{extract_vmlinuz, AptSetups};
+use float::{adopt_floated_pin, cached_float, install_float, verify_float};
+
+/// A kernel ready to boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelImage {
+    pub path: PathBuf,
+    /// Catalogue name, or the file name for a bring-your-own kernel.
+    pub name: String,
+    /// Verified against the catalogue, or just computed for your own file.
+    pub sha256: String,
+    /// e.g. `6.1.0-50-cloud-amd64`; `unknown` if a bring-your-own image
+    /// has no readable version string.
+    pub release: String,
+    /// True only when `sha256` was checked against the catalogue's pin.
+    /// False for your own file and for a floated stand-in for a pin that
+    /// left the mirror (its [`float_record`] says which package it is).
+    pub pinned: bool,
+}
+
+/// `<cache>/kernels/<name>/vmlinuz`.
+pub fn cached_kernel_path(name: &str) -> Result<PathBuf, ImageError> {
+    Ok(super::cache_dir()?
+        .join("kernels")
+        .join(name)
+        .join("vmlinuz"))
+}
+
+/// A catalogue name (fetched and cached on first use, verified every time)
+/// or a path to your own vmlinuz (no checksum to verify against).
+pub fn resolve_kernel(spec: &str) -> Result<KernelImage, ImageError> {
+    let cat = catalogue()?;
+    let spec = if spec.is_empty() {
+        cat.default.as_str()
+    } else {
+        spec
+    };
+    if let Some(entry) = cat.get(spec) {
+        return ensure_cached(entry);
+    }
+    let path = Path::new(spec);
+    if path.is_file() {
+        return own_kernel(path);
+    }
+    Err(ImageError::UnknownKernel {
+        spec: spec.to_string(),
+        known: cat.names(),
+    })
+}
+
+fn own_kernel(path: &Path) -> Result<KernelImage, ImageError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| ImageError::io(format!("read kernel {}", path.display()), e))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let release = bzimage_release(&bytes)
+        .or_else(|| file_name.strip_prefix("vmlinuz-").map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string());
+    Ok(KernelImage {
+        path: path.to_path_buf(),
+        name: file_name,
+        sha256: hex(&Sha256::digest(&bytes)),
+        release,
+        pinned: false,
+    })
+}
+
+/// The release string from an x86 bzImage's setup header (`kernel_version`
+/// field), e.g. `6.1.0-50-cloud-amd64`. None if it is not a bzImage.
+pub fn bzimage_release(image: &[u8]) -> Option<String> {
+    if image.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let ptr = u16::from_le_bytes([*image.get(0x20E)?, *image.get(0x20F)?]) as usize;
+    if ptr == 0 {
+        return None;
+    }
+    let s = image.get(ptr + 0x200..)?;
+    let end = s.iter().take(256).position(|&b| b == 0)?;
+    let text = std::str::from_utf8(&s[..end]).ok()?;
+    text.split_whitespace().next().map(str::to_string)
+}
+
+/// Whether a catalogue kernel whose pinned version can no longer be
+/// downloaded may be replaced by the suite's current one
+/// (`OOMLAB_KERNEL_PIN=strict` refuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinPolicy {
+    /// Fall back to the `track`ed package's current version, loudly.
+    Float,
+    /// Only ever the exact pinned kernel.
+    Strict,
+}
+
+/// `OOMLAB_KERNEL_PIN`: unset, empty or `float` allow the fallback,
+/// `strict` refuses it; anything else is an error rather than a guess.
+pub fn parse_pin_policy(value: Option<&str>) -> Result<PinPolicy, String> {
+    match value.map(str::trim) {
+        None | Some("") | Some("float") => Ok(PinPolicy::Float),
+        Some("strict") => Ok(PinPolicy::Strict),
+        Some(v) => Err(format!(
+            "OOMLAB_KERNEL_PIN=`{v}` is not understood: use `strict` (or unset it)"
+        )),
+    }
+}
+
+fn ensure_cached(entry: &CatalogueEntry) -> Result<KernelImage, ImageError> {
+    let value = std::env::var("OOMLAB_KERNEL_PIN").ok();
+    let policy = parse_pin_policy(value.as_deref()).map_err(|detail| ImageError::Fetch {
+        name: entry.name.clone(),
+        detail,
+    })?;
+    let dir = super::cache_dir()?.join("kernels").join(&entry.name);
+    ensure_cached_in(&dir, entry, policy)
+}
+
+/// The pinned kernel at `<dir>/vmlinuz` (fetched once, verified against the
+/// catalogue every time); failing that, unless `policy` is strict, the
+/// `track`ed package's current kernel at `<dir>/<package>_<version>/`.
+pub(crate) fn ensure_cached_in(
+    dir: &Path,
+    entry: &CatalogueEntry,
+    policy: PinPolicy,
+) -> Result<KernelImage, ImageError> {
+    let fail = |detail: String| ImageError::Fetch {
+        name: entry.name.clone(),
+        detail,
+    };
+    let pinned = dir.join("vmlinuz");
+    if pinned.is_file() {
+        return verify_cached(entry, pinned);
+    }
+    if adopt_floated_pin(dir, entry, &pinned)? {
+        return verify_cached(entry, pinned);
+    }
+    if policy == PinPolicy::Float {
+        if let Some((k, rec)) = cached_float(dir, entry)? {
+            eprintln!("{}", float_warning(entry, &rec));
+            return Ok(k);
+        }
+    }
+
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ImageError::io(format!("create {}", dir.display()), e))?;
+    // All scratch lives next to the cache entries (same filesystem, so the
+    // final renames are atomic) and is removed on every path.
+    let work = tempfile::Builder::new()
+        .prefix(".fetch-")
+        .tempdir_in(dir)
+        .map_err(|e| ImageError::io(format!("create temp dir in {}", dir.display()), e))?;
+    let mut apt = AptSetups::new(entry, work.path());
+    let pin = format!("{}={}", entry.package, entry.version);
+    let pin_error = match apt.try_each(|a| a.download(&pin, &work.path().join("debs"))) {
+        Ok(deb) => {
+            install_pinned(entry, &deb, &work.path().join("x"), &pinned)?;
+            return verify_cached(entry, pinned);
+        }
+        Err(e) => e,
+    };
+    if policy == PinPolicy::Strict {
+        return Err(fail(format!(
+            "pinned {pin} could not be downloaded ({pin_error}); OOMLAB_KERNEL_PIN=strict \
+             refuses the fallback to the suite's current kernel: update images/kernels.yaml \
+             or unset OOMLAB_KERNEL_PIN"
+        )));
+    }
+    let Some(track) = entry.track.as_deref() else {
+        return Err(fail(format!(
+            "pinned {pin} could not be downloaded ({pin_error}), and the entry has no \
+             `track:` package to fall back to"
+        )));
+    };
+    let (package, version, deb) = apt
+        .try_each(|a| {
+            let (package, version) = a.current_kernel_package(track)?;
+            let deb = a.download(&format!("{package}={version}"), &work.path().join("debs"))?;
+            Ok((package, version, deb))
+        })
+        .map_err(|e| {
+            fail(format!(
+                "pinned {pin} could not be downloaded ({pin_error}); the fallback to the \
+                 current `{track}` failed too: {e}"
+            ))
+        })?;
+    let rec = install_float(
+        dir,
+        work.path(),
+        &deb,
+        FloatRecord {
+            package,
+            version,
+            release: String::new(),
+            sha256: String::new(),
+            replaces: pin,
+            track: track.to_string(),
+        },
+    )
+    .map_err(|e| fail(format!("fallback kernel: {e}")))?;
+    let (k, rec) = verify_float(entry, &dir.join(rec.dir_name()))?;
+    eprintln!("{}", float_warning(entry, &rec));
+    Ok(k)
+}
+
+fn verify_cached(entry: &CatalogueEntry, path: PathBuf) -> Result<KernelImage, ImageError> {
+    let actual = sha256_file(&path)?;
+    if actual != entry.sha256 {
+        return Err(ImageError::ChecksumMismatch {
+            name: entry.name.clone(),
+            path,
+            expected: entry.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(KernelImage {
+        path,
+        name: entry.name.clone(),
+        sha256: actual,
+        release: entry.release.clone(),
+        pinned: true,
+    })
+}
+
+pub fn sha256_file(path: &Path) -> Result<String, ImageError> {
+    let io = |e| ImageError::io(format!("hash {}", path.display()), e);
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Extracts the pinned kernel from `deb` (scratch in `scratch`), checks
+/// release and sha256 against the catalogue, then renames it to `dest`.
+fn install_pinned(
+    entry: &CatalogueEntry,
+    deb: &Path,
+    scratch: &Path,
+    dest: &Path,
+) -> Result<(), ImageError> {
+    let fail = |detail: String| ImageError::Fetch {
+        name: entry.name.clone(),
+        detail,
+    };
+    let vmlinuz = extract_vmlinuz(deb, scratch).map_err(|e| fail(e.to_string()))?;
+    let found = vmlinuz.file_name().unwrap_or_default().to_string_lossy();
+    if found != format!("vmlinuz-{}", entry.release) {
+        return Err(fail(format!(
+            "{} contains {found}, catalogue says release {}",
+            entry.package, entry.release
+        )));
+    }
+    let actual = sha256_file(&vmlinuz)?;
+    if actual != entry.sha256 {
+        return Err(ImageError::ChecksumMismatch {
+            name: entry.name.clone(),
+            path: PathBuf::from(format!("{}={} ({found})", entry.package, entry.version)),
+            expected: entry.sha256.clone(),
+            actual,
+        });
+    }
+    std::fs::rename(&vmlinuz, dest)
+        .map_err(|e| ImageError::io(format!("move kernel into {}", dest.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_bzimage(version: &str) -> Vec<u8> {
+        let mut b = vec![0u8; 0x1000];
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        let at = 0x600usize;
+        b[0x20E..0x210].copy_from_slice(&((at - 0x200) as u16).to_le_bytes());
+        b[at..at + version.len()].copy_from_slice(version.as_bytes());
+        b
+    }
+
+    #[test]
+    fn bzimage_version_string() {
+        let img = fake_bzimage("6.1.0-50-cloud-amd64 (debian-kernel@lists) #1 SMP");
+        assert_eq!(
+            bzimage_release(&img).as_deref(),
+            Some("6.1.0-50-cloud-amd64")
+        );
+        assert_eq!(bzimage_release(b"not a kernel"), None);
+        assert_eq!(bzimage_release(&[0u8; 0x1000]), None);
+    }
+
+    #[test]
+    fn own_kernel_needs_no_checksum() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("vmlinuz-2.6.32-custom");
+        std::fs::write(&p, b"no header").unwrap();
+        let k = resolve_kernel(p.to_str().unwrap()).unwrap();
+        assert_eq!(k.release, "2.6.32-custom");
+        assert_eq!(k.name, "vmlinuz-2.6.32-custom");
+        assert_eq!(k.sha256.len(), 64);
+        let e = resolve_kernel("no-such-kernel").unwrap_err().to_string();
+        assert!(
+            e.contains("no-such-kernel") && e.contains(DEFAULT_KERNEL),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cached_kernel_is_verified() {
+        // Wrong bytes in the cache must fail loudly, naming entry and file.
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("vmlinuz");
+        std::fs::write(&path, b"tampered").unwrap();
+        let mut entry = CatalogueEntry {
+            name: "t".into(),
+            suite: "bookworm".into(),
+            package: "p".into(),
+            version: "1".into(),
+            release: "r".into(),
+            sha256: "0".repeat(64),
+            track: None,
+        };
+        let e = verify_cached(&entry, path.clone()).unwrap_err().to_string();
+        assert!(e.contains("`t`") && e.contains("vmlinuz"), "{e}");
+        entry.sha256 = sha256_file(&path).unwrap();
+        let k = verify_cached(&entry, path.clone()).unwrap();
+        assert_eq!((k.path, k.release), (path, "r".to_string()));
+        assert!(k.pinned);
+    }
+
+    #[test]
+    fn pin_policy_values() {
+        assert_eq!(parse_pin_policy(None), Ok(PinPolicy::Float));
+        assert_eq!(parse_pin_policy(Some("")), Ok(PinPolicy::Float));
+        assert_eq!(parse_pin_policy(Some("strict")), Ok(PinPolicy::Strict));
+        assert!(parse_pin_policy(Some("yes")).unwrap_err().contains("yes"));
+    }
+}

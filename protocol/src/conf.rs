@@ -1,0 +1,483 @@
+//! `/oomlab/scenario.conf`: what the harness tells the guest, as plain
+//! `key=value` lines (PID 1 has no YAML parser).
+//!
+//! Every key is declared once, in the [`guest_conf!`] invocation below: its
+//! type, its default and its meaning. The harness renders a [`GuestConf`]
+//! with [`GuestConf::render`]; the payload reads it with [`parse`]; the key
+//! table of PROTOCOL.md is generated from [`GuestConf::KEYS`]. Adding a key
+//! is one line here.
+//!
+//! Parsing never fails as a whole: PID 1 must still run (and power off), so
+//! bad lines become [`Diag`]nostics that the payload reports as `error`
+//! events.
+
+use std::fmt;
+
+/// A value that can stand right of `=`.
+pub trait ConfValue: Sized {
+    /// How the value is written, for the key table.
+    const SHAPE: &'static str;
+    fn parse(v: &str) -> Result<Self, String>;
+    fn show(&self) -> String;
+}
+
+macro_rules! numeric {
+    ($($t:ty),*) => {$(
+        impl ConfValue for $t {
+            const SHAPE: &'static str = stringify!($t);
+            fn parse(v: &str) -> Result<Self, String> {
+                v.parse().map_err(|_| format!("invalid value `{v}` (expected {})", stringify!($t)))
+            }
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+numeric!(u32, u64, i32);
+
+impl ConfValue for String {
+    const SHAPE: &'static str = "text";
+    fn parse(v: &str) -> Result<Self, String> {
+        Ok(v.to_string())
+    }
+    fn show(&self) -> String {
+        self.clone()
+    }
+}
+
+impl ConfValue for bool {
+    const SHAPE: &'static str = "0|1";
+    fn parse(v: &str) -> Result<Self, String> {
+        match v {
+            "0" => Ok(false),
+            "1" => Ok(true),
+            _ => Err(format!("expected 0 or 1, got `{v}`")),
+        }
+    }
+    fn show(&self) -> String {
+        u8::from(*self).to_string()
+    }
+}
+
+/// How the master replaces a dead worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
+pub enum Respawn {
+    /// nginx: re-fork as soon as a worker is reaped.
+    #[default]
+    Immediate,
+    /// Re-fork `respawn_delay_ms` after the worker was reaped.
+    Delay,
+    /// Never re-fork.
+    None,
+}
+
+impl ConfValue for Respawn {
+    const SHAPE: &'static str = "immediate|delay|none";
+    fn parse(v: &str) -> Result<Self, String> {
+        match v {
+            "immediate" => Ok(Respawn::Immediate),
+            "delay" => Ok(Respawn::Delay),
+            "none" => Ok(Respawn::None),
+            _ => Err(format!("expected immediate|delay|none, got `{v}`")),
+        }
+    }
+    fn show(&self) -> String {
+        match self {
+            Respawn::Immediate => "immediate",
+            Respawn::Delay => "delay",
+            Respawn::None => "none",
+        }
+        .to_string()
+    }
+}
+
+/// An `oom_score_adj` value, -1000..=1000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OomScoreAdj(pub i32);
+
+impl ConfValue for OomScoreAdj {
+    const SHAPE: &'static str = "-1000..=1000";
+    fn parse(v: &str) -> Result<Self, String> {
+        let n = i32::parse(v)?;
+        if (-1000..=1000).contains(&n) {
+            Ok(OomScoreAdj(n))
+        } else {
+            Err(format!("{n} is outside -1000..=1000"))
+        }
+    }
+    fn show(&self) -> String {
+        self.0.to_string()
+    }
+}
+
+/// `path.with.dots=value`, written under `/proc/sys` by the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sysctl {
+    pub key: String,
+    pub value: String,
+}
+
+impl Sysctl {
+    /// Whether `key` is a dotted sysctl name that cannot climb out of
+    /// `/proc/sys` once its dots become slashes.
+    pub fn key_ok(key: &str) -> bool {
+        !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            && !key.split('.').any(|p| p.is_empty() || p == "..")
+    }
+
+    /// `/proc/sys/vm/overcommit_memory` for `vm.overcommit_memory`.
+    pub fn path(&self) -> String {
+        format!("/proc/sys/{}", self.key.replace('.', "/"))
+    }
+}
+
+impl ConfValue for Sysctl {
+    const SHAPE: &'static str = "key.with.dots=value";
+    fn parse(v: &str) -> Result<Self, String> {
+        let (k, val) = v
+            .split_once('=')
+            .ok_or_else(|| format!("expected path.with.dots=value, got `{v}`"))?;
+        let k = k.trim();
+        if !Sysctl::key_ok(k) {
+            return Err(format!("bad key `{k}`"));
+        }
+        Ok(Sysctl {
+            key: k.to_string(),
+            value: val.trim().to_string(),
+        })
+    }
+    fn show(&self) -> String {
+        format!("{}={}", self.key, self.value)
+    }
+}
+
+/// One documented key, for PROTOCOL.md.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDoc {
+    pub name: &'static str,
+    pub shape: &'static str,
+    /// `one`: always written; `opt`: written when set; `many`: repeatable.
+    pub kind: &'static str,
+    pub doc: &'static str,
+}
+
+/// A problem with one line; the line was ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diag {
+    pub line: usize,
+    pub msg: String,
+}
+
+impl fmt::Display for Diag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "scenario.conf line {}: {}", self.line, self.msg)
+    }
+}
+
+macro_rules! slot_type {
+    (one $t:ty) => { $t };
+    (opt $t:ty) => { Option<$t> };
+    (many $t:ty) => { Vec<$t> };
+}
+
+macro_rules! slot_default {
+    (one $d:expr) => {
+        $d
+    };
+    (opt) => {
+        None
+    };
+    (many) => {
+        Vec::new()
+    };
+}
+
+macro_rules! slot_set {
+    (one $slot:expr, $v:expr) => {
+        $slot = ConfValue::parse($v)?
+    };
+    (opt $slot:expr, $v:expr) => {
+        $slot = Some(ConfValue::parse($v)?)
+    };
+    (many $slot:expr, $v:expr) => {
+        $slot.push(ConfValue::parse($v)?)
+    };
+}
+
+macro_rules! slot_write {
+    (one $slot:expr, $key:expr, $out:expr) => {
+        line($out, $key, &ConfValue::show(&$slot))
+    };
+    (opt $slot:expr, $key:expr, $out:expr) => {
+        if let Some(v) = &$slot {
+            line($out, $key, &ConfValue::show(v))
+        }
+    };
+    (many $slot:expr, $key:expr, $out:expr) => {
+        for v in &$slot {
+            line($out, $key, &ConfValue::show(v))
+        }
+    };
+}
+
+fn line(out: &mut String, key: &str, value: &str) {
+    out.push_str(key);
+    out.push('=');
+    out.push_str(value);
+    out.push('\n');
+}
+
+/// Declares [`GuestConf`]: `key: one TYPE = DEFAULT` (always written),
+/// `key: opt TYPE` (written when set), `key: many TYPE` (repeatable).
+macro_rules! guest_conf {
+    ($( $(#[doc = $doc:literal])+ $key:ident : $kind:ident $ty:ty $(= $default:expr)? ; )*) => {
+        /// The guest's scenario: every key of `scenario.conf`.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct GuestConf {
+            $( $(#[doc = $doc])+ pub $key: slot_type!($kind $ty), )*
+        }
+
+        impl Default for GuestConf {
+            fn default() -> Self {
+                GuestConf { $( $key: slot_default!($kind $($default)?), )* }
+            }
+        }
+
+        impl GuestConf {
+            /// Every key, in file order, with its documentation.
+            pub const KEYS: &'static [KeyDoc] = &[$(
+                KeyDoc {
+                    name: stringify!($key),
+                    shape: <$ty as ConfValue>::SHAPE,
+                    kind: stringify!($kind),
+                    doc: concat!($($doc),+),
+                },
+            )*];
+
+            /// Applies one `key=value`; `Err` leaves the conf unchanged.
+            fn set(&mut self, key: &str, v: &str) -> Result<(), String> {
+                match key {
+                    $( stringify!($key) => { slot_set!($kind self.$key, v); } )*
+                    _ => return Err(format!("unknown key `{key}`")),
+                }
+                Ok(())
+            }
+
+            /// The file's text: every `one` key, set `opt` keys, each
+            /// element of `many` keys, in declaration order.
+            pub fn render(&self) -> String {
+                let mut out = String::new();
+                $( slot_write!($kind self.$key, stringify!($key), &mut out); )*
+                out
+            }
+        }
+    };
+}
+
+guest_conf! {
+    /// Scenario name, echoed in `ready`.
+    name: one String = "unnamed".to_string();
+    /// Observation window in ms, counted from `ready`; then `done` and power-off.
+    duration_ms: one u64 = 10_000;
+    /// Workers the master keeps alive.
+    workers: one u32 = 4;
+    /// KiB each worker allocates and keeps touching.
+    worker_mem_kib: one u64 = 61_440;
+    /// Grow in steps of this many KiB (0 = all at once).
+    worker_step_kib: one u64 = 0;
+    /// Pause between two steps, ms.
+    worker_step_ms: one u64 = 0;
+    /// Pause between two passes over the worker's memory, ms.
+    touch_ms: one u64 = 50;
+    /// How the master replaces a dead worker.
+    respawn: one Respawn = Respawn::Immediate;
+    /// Delay before re-forking, ms, with `respawn=delay`.
+    respawn_delay_ms: one u64 = 0;
+    /// Canary tick period, ms (0 = no canary).
+    canary_ms: one u64 = 100;
+    /// `/proc/meminfo` + `/proc/vmstat` sample period, ms (0 = only the baseline sample).
+    sample_ms: one u64 = 500;
+    /// Put master and workers in cgroup v2 `/sys/fs/cgroup/oomlab` with this `memory.max` (KiB).
+    cgroup_memory_max_kib: opt u64;
+    /// `1`: set `memory.oom.group` on that cgroup.
+    cgroup_oom_group: one bool = false;
+    /// `path.with.dots=value`, written under `/proc/sys` before the master starts.
+    sysctl: many Sysctl;
+    /// Written to the master's `/proc/self/oom_score_adj` after its first fork.
+    master_oom_score_adj: opt OomScoreAdj;
+    /// Written by each worker to its own `oom_score_adj`.
+    worker_oom_score_adj: opt OomScoreAdj;
+}
+
+/// Parses the file. Blank lines and `#` comments are skipped; a repeated key
+/// overrides the earlier one, except repeatable (`many`) keys, which
+/// accumulate.
+pub fn parse(text: &str) -> (GuestConf, Vec<Diag>) {
+    let mut conf = GuestConf::default();
+    let mut diags = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let res = match l.split_once('=') {
+            Some((k, v)) => {
+                let k = k.trim();
+                conf.set(k, v.trim()).map_err(|e| {
+                    if e.starts_with("unknown key") {
+                        e
+                    } else {
+                        format!("`{k}`: {e}")
+                    }
+                })
+            }
+            None => Err(format!("expected key=value, got `{l}`")),
+        };
+        if let Err(msg) = res {
+            diags.push(Diag { line: i + 1, msg });
+        }
+    }
+    (conf, diags)
+}
+
+/// The key table of PROTOCOL.md, generated from [`GuestConf::KEYS`].
+pub fn keys_markdown() -> String {
+    let defaults = GuestConf::default().render();
+    let default_of = |key: &str| {
+        defaults.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k == key).then(|| v.to_string())
+        })
+    };
+    let mut s = String::from("| key | value | default | meaning |\n|---|---|---|---|\n");
+    for k in GuestConf::KEYS {
+        let default = match (k.kind, default_of(k.name)) {
+            (_, Some(v)) => format!("`{v}`"),
+            ("many", None) => "none (repeatable)".to_string(),
+            _ => "absent".to_string(),
+        };
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            k.name,
+            k.shape.replace('|', "\\|"),
+            default,
+            k.doc.trim()
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_defaults() {
+        let (c, d) = parse("");
+        assert!(d.is_empty());
+        assert_eq!(c, GuestConf::default());
+        assert_eq!(c.name, "unnamed");
+        assert_eq!(c.duration_ms, 10_000);
+        assert_eq!(c.workers, 4);
+        assert_eq!(c.worker_mem_kib, 61_440);
+        assert_eq!(c.respawn, Respawn::Immediate);
+        assert_eq!(c.cgroup_memory_max_kib, None);
+    }
+
+    #[test]
+    fn render_then_parse_is_identity() {
+        let c = GuestConf {
+            name: "seed nginx".into(),
+            duration_ms: 12_000,
+            workers: 6,
+            worker_step_kib: 256,
+            respawn: Respawn::Delay,
+            respawn_delay_ms: 300,
+            cgroup_memory_max_kib: Some(153_600),
+            cgroup_oom_group: true,
+            sysctl: vec![
+                Sysctl::parse("vm.overcommit_memory=2").unwrap(),
+                Sysctl::parse("vm.overcommit_ratio = 50").unwrap(),
+            ],
+            master_oom_score_adj: Some(OomScoreAdj(1000)),
+            worker_oom_score_adj: Some(OomScoreAdj(-17)),
+            ..GuestConf::default()
+        };
+        let text = c.render();
+        let (back, d) = parse(&text);
+        assert!(d.is_empty(), "{d:?}\n{text}");
+        assert_eq!(back, c);
+        assert!(text.contains("sysctl=vm.overcommit_ratio=50\n"), "{text}");
+    }
+
+    #[test]
+    fn comments_blanks_crlf_and_overrides() {
+        let (c, d) = parse("# hi\r\n\r\n  workers = 2 \r\nworkers=3\r\nrespawn=none\r\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.respawn, Respawn::None);
+    }
+
+    #[test]
+    fn bad_lines_are_reported_and_ignored() {
+        let text = "\
+workers=2
+bogus=1
+workers=lots
+no equals sign
+respawn=sometimes
+cgroup_oom_group=yes
+master_oom_score_adj=1001
+sysctl=vm/../../etc=1
+sysctl=novalue
+sysctl=vm..x=1
+duration_ms=-5
+";
+        let (c, d) = parse(text);
+        assert_eq!(c.workers, 2, "a bad value keeps the previous one");
+        assert_eq!(c.respawn, Respawn::Immediate);
+        assert!(!c.cgroup_oom_group);
+        assert_eq!(c.master_oom_score_adj, None);
+        assert!(c.sysctl.is_empty());
+        assert_eq!(c.duration_ms, 10_000);
+        let lines: Vec<usize> = d.iter().map(|d| d.line).collect();
+        assert_eq!(lines, vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(
+            d[0].to_string(),
+            "scenario.conf line 2: unknown key `bogus`"
+        );
+        assert!(d[4].msg.contains("cgroup_oom_group"), "{}", d[4]);
+    }
+
+    #[test]
+    fn value_may_contain_equals_and_name_may_be_empty() {
+        let (c, d) = parse("name=a=b\n");
+        assert!(d.is_empty());
+        assert_eq!(c.name, "a=b");
+        let (c, _) = parse("name=\n");
+        assert_eq!(c.name, "");
+    }
+
+    #[test]
+    fn every_key_is_documented_once() {
+        let mut names: Vec<&str> = GuestConf::KEYS.iter().map(|k| k.name).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n);
+        for k in GuestConf::KEYS {
+            assert!(!k.doc.trim().is_empty(), "{}", k.name);
+        }
+        let table = keys_markdown();
+        assert_eq!(table.lines().count(), n + 2);
+    }
+}
