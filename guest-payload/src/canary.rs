@@ -10,8 +10,8 @@ pub fn run(period_ms: u64) -> ! {
     sys::set_comm(c"canary");
     // -1000: the OOM killer never picks it, so a silent canary means a stuck
     // guest, not a dead canary.
-    match sys::set_oom_score_adj(-1000) {
-        Ok(()) => telemetry::setup("oom_score_adj", true, "canary=-1000"),
+    match crate::mitigate::set_own_oom_score_adj(-1000) {
+        Ok(how) => telemetry::setup("oom_score_adj", true, &format!("canary {how}")),
         Err(e) => telemetry::setup("oom_score_adj", false, &format!("canary=-1000: {e}")),
     }
     // Absolute schedule: lateness does not accumulate into drift, and after a

@@ -6,13 +6,12 @@ use std::io;
 use oomlab_protocol::conf::{self, GuestConf as Scenario};
 use oomlab_protocol::{Event, Role, CONF_PATH};
 
+use crate::mitigate::{self, Plan};
 use crate::sys::{self, Fork};
 use crate::telemetry;
-use crate::{canary, master, sample};
+use crate::{canary, helpers, master, sample};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-const CGROUP_DIR: &str = "/sys/fs/cgroup/oomlab";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -121,25 +120,27 @@ fn orchestrate(mode: Mode) -> i32 {
         },
     );
 
-    let cgroup = sc.cgroup_memory_max_kib.is_some();
-    if cgroup {
-        if guest {
-            setup_cgroup(&sc);
-        } else {
-            telemetry::setup("cgroup", false, "skipped in self-test");
+    let plan = Plan::of(&sc);
+    let skip = |what: &str| {
+        mitigate::report(
+            what,
+            "skipped in self-test",
+            &Err(io::Error::other("needs PID 1 of a guest")),
+        )
+    };
+    let join = match (&plan.cgroup, guest) {
+        (Some(spec), true) => mitigate::setup_cgroup(spec),
+        (Some(_), false) => {
+            skip("cgroup");
+            None
         }
-    }
-    for s in &sc.sysctl {
-        let what = format!("sysctl:{}", s.key);
-        if guest {
-            let path = s.path();
-            report(
-                &what,
-                &format!("{path}={}", s.value),
-                &sys::write_file(&path, &s.value),
-            );
-        } else {
-            telemetry::setup(&what, false, "skipped in self-test");
+        (None, _) => None,
+    };
+    if guest {
+        mitigate::apply_sysctls(&plan);
+    } else {
+        for (key, _, _) in &plan.sysctls {
+            skip(&format!("sysctl:{key}"));
         }
     }
 
@@ -150,7 +151,7 @@ fn orchestrate(mode: Mode) -> i32 {
         // SAFETY: plain prctl on ourselves.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
     }
-    let mut children: Vec<(i32, Role)> = Vec::with_capacity(2);
+    let mut children: Vec<(i32, Role)> = Vec::with_capacity(4);
     if sc.canary_ms > 0 {
         if let Some(pid) = fork_child(Role::Canary, || {
             sys::unblock_all_signals();
@@ -159,9 +160,29 @@ fn orchestrate(mode: Mode) -> i32 {
             children.push((pid, Role::Canary));
         }
     }
-    let master = fork_child(Role::Master, || master::run(&sc, cgroup && guest));
+    let master = fork_child(Role::Master, || {
+        master::run(&sc, &plan, join.as_ref().map(|j| j.procs_file.as_str()))
+    });
     if let Some(pid) = master {
         children.push((pid, Role::Master));
+    }
+    if let Some(spec) = &plan.earlyoom {
+        if guest {
+            if let Some(pid) = helpers::spawn_relayed("earlyoom", &helpers::earlyoom_args(spec)) {
+                children.push((pid, Role::Helper));
+            }
+        } else {
+            skip("earlyoom");
+        }
+    }
+    if let (Some((stall, window)), Some(master)) = (plan.psi, master) {
+        if guest {
+            if let Some(pid) = helpers::spawn_psi_killer(stall, window, master) {
+                children.push((pid, Role::Helper));
+            }
+        } else {
+            skip("psi_killer");
+        }
     }
 
     sample::emit(&sample::read());
@@ -253,31 +274,4 @@ fn report(what: &str, detail: &str, res: &io::Result<()>) -> bool {
         Err(e) => telemetry::setup(what, false, &format!("{detail}: {e}")),
     }
     res.is_ok()
-}
-
-/// Puts the (future) master's cgroup in place; each step is one `setup`
-/// event, and the first failure stops the chain.
-fn setup_cgroup(sc: &Scenario) {
-    let max_bytes = sc.cgroup_memory_max_kib.unwrap_or(0).saturating_mul(1024);
-    let step = |detail: &str, res: io::Result<()>| report("cgroup", detail, &res);
-    let _ = step(
-        "mount cgroup2 on /sys/fs/cgroup",
-        sys::mount("cgroup2", CGROUP_ROOT, "cgroup2"),
-    ) && step(
-        "+memory in cgroup.subtree_control",
-        sys::write_file(&format!("{CGROUP_ROOT}/cgroup.subtree_control"), "+memory"),
-    ) && step(
-        "mkdir /sys/fs/cgroup/oomlab",
-        match std::fs::create_dir(CGROUP_DIR) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
-            _ => Ok(()),
-        },
-    ) && step(
-        &format!("memory.max={max_bytes}"),
-        sys::write_file(&format!("{CGROUP_DIR}/memory.max"), &max_bytes.to_string()),
-    ) && (!sc.cgroup_oom_group
-        || step(
-            "memory.oom.group=1",
-            sys::write_file(&format!("{CGROUP_DIR}/memory.oom.group"), "1"),
-        ));
 }

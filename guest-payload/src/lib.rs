@@ -3,8 +3,10 @@
 //! kills) and reports what happens on `/dev/ttyS1` (see protocol/PROTOCOL.md).
 
 pub mod canary;
+pub mod helpers;
 pub mod init;
 pub mod master;
+pub mod mitigate;
 pub mod sample;
 pub mod sys;
 pub mod telemetry;

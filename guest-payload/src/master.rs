@@ -1,24 +1,31 @@
 //! The master: keeps `workers` workers alive like nginx's master does, which
-//! is what turns one OOM kill into a kill/respawn loop.
+//! is what turns one OOM kill into a kill/respawn loop. The mitigations that
+//! live in a supervisor (its own `oom_score_adj`, respawn back-off, a
+//! respawn limit) are applied here.
 //!
 //! It allocates almost nothing itself (small RSS, as the seed's master had)
 //! so that the OOM killer's choice is between workers.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
-use oomlab_protocol::conf::{GuestConf as Scenario, Respawn};
-use oomlab_protocol::Role;
+use oomlab_protocol::{AdjWhen, Event, GuestConf as Scenario, Respawn, Role};
 
+use crate::mitigate::{self, Plan};
 use crate::sys::{self, Fork};
 use crate::telemetry;
 use crate::worker;
 
-pub const CGROUP_PROCS: &str = "/sys/fs/cgroup/oomlab/cgroup.procs";
-
 struct Master<'a> {
     sc: &'a Scenario,
+    plan: &'a Plan,
     pid: i32,
     forked: u64,
+    /// Birth time of each live worker (back-off resets on a long life).
+    born: HashMap<i32, libc::timespec>,
+    /// Current back-off wait, ms.
+    backoff_ms: u64,
+    /// Times of recent respawns (respawn limit).
+    respawns: VecDeque<libc::timespec>,
 }
 
 impl Master<'_> {
@@ -30,10 +37,11 @@ impl Master<'_> {
             match sys::fork() {
                 Ok(Fork::Child) => {
                     sys::unblock_all_signals();
-                    worker::run(self.sc, self.forked == 0);
+                    worker::run(self.sc, self.plan, self.forked == 0);
                 }
                 Ok(Fork::Parent(pid)) => {
                     self.forked += 1;
+                    self.born.insert(pid, sys::monotonic());
                     telemetry::spawn(pid, self.pid, Role::Worker);
                     return;
                 }
@@ -52,60 +60,115 @@ impl Master<'_> {
         }
     }
 
+    /// A respawn is due: unless the respawn limit says the service has
+    /// failed (then the master stops it whole, as systemd stops a unit
+    /// that hit `StartLimitBurst`, and exits).
+    fn respawn(&mut self) {
+        if let Some((burst, interval_ms)) = self.plan.limit {
+            let now = sys::monotonic();
+            while self
+                .respawns
+                .front()
+                .is_some_and(|t| sys::diff_ms(&now, t) > interval_ms as f64)
+            {
+                self.respawns.pop_front();
+            }
+            if self.respawns.len() >= burst as usize {
+                telemetry::emit(Event::Log {
+                    src: "master".into(),
+                    line: format!(
+                        "respawn limit: {burst} respawns within {interval_ms} ms, giving up (stopping the service)"
+                    ),
+                });
+                // SAFETY: the whole process group (master and workers).
+                unsafe { libc::kill(0, libc::SIGKILL) };
+                // SAFETY: not reached; if it is, leave quietly.
+                unsafe { libc::_exit(1) };
+            }
+            self.respawns.push_back(now);
+        }
+        self.spawn_worker();
+    }
+
     fn reaped(&mut self, pid: i32, how: sys::ExitKind, pending: &mut VecDeque<libc::timespec>) {
         telemetry::exit(pid, Role::Worker, how);
-        match self.sc.respawn {
-            Respawn::Immediate => self.spawn_worker(),
-            Respawn::Delay => {
-                pending.push_back(sys::add_ms(&sys::monotonic(), self.sc.respawn_delay_ms));
+        let lived_ms = self
+            .born
+            .remove(&pid)
+            .map(|b| sys::diff_ms(&sys::monotonic(), &b));
+        let delay = match (self.sc.respawn, self.plan.backoff) {
+            (Respawn::None, _) => return,
+            (_, Some(b)) => {
+                if lived_ms.is_some_and(|l| l >= b.reset_after_ms as f64) || self.backoff_ms == 0 {
+                    self.backoff_ms = b.initial_ms;
+                }
+                let d = self.backoff_ms;
+                self.backoff_ms = (self.backoff_ms * 2).min(b.max_ms);
+                d
             }
-            Respawn::None => {}
+            (Respawn::Delay, None) => self.sc.respawn_delay_ms,
+            (Respawn::Immediate, None) => 0,
+        };
+        if delay == 0 {
+            self.respawn();
+        } else {
+            pending.push_back(sys::add_ms(&sys::monotonic(), delay));
         }
     }
 
-    fn set_own_oom_score_adj(&self) {
-        if let Some(adj) = self.sc.master_oom_score_adj.map(|a| a.0) {
-            match sys::set_oom_score_adj(adj) {
-                Ok(()) => telemetry::setup("oom_score_adj", true, &format!("master={adj}")),
-                Err(e) => telemetry::setup("oom_score_adj", false, &format!("master={adj}: {e}")),
-            }
-        }
+    fn set_own_oom_score_adj(&self, adj: i32) {
+        let res = mitigate::set_own_oom_score_adj(adj);
+        let detail = match &res {
+            Ok(how) => format!("master {how}"),
+            Err(_) => format!("master={adj}"),
+        };
+        mitigate::report("oom_score_adj", &detail, &res.map(|_| ()));
     }
 }
 
-/// `join_cgroup`: move into the scenario's cgroup before the first fork, so
-/// every worker is born inside it.
-pub fn run(sc: &Scenario, join_cgroup: bool) -> ! {
+/// `join`: the cgroup's procs file, joined before the first fork so every
+/// worker is born inside it.
+pub fn run(sc: &Scenario, plan: &Plan, join: Option<&str>) -> ! {
     sys::set_comm(c"nginx");
-    // Own process group: lets a self-test kill master and workers together.
+    // Own process group: a self-test, the PSI killer and the respawn limit
+    // stop master and workers together through it.
     // SAFETY: plain syscall on ourselves.
     unsafe { libc::setpgid(0, 0) };
     sys::block_sigchld();
     let mut m = Master {
         sc,
+        plan,
         pid: sys::getpid(),
         forked: 0,
+        born: HashMap::new(),
+        backoff_ms: 0,
+        respawns: VecDeque::new(),
     };
-    if join_cgroup {
-        match sys::write_file(CGROUP_PROCS, &m.pid.to_string()) {
-            Ok(()) => telemetry::setup("cgroup", true, &format!("master {} joined oomlab", m.pid)),
-            Err(e) => telemetry::setup(
-                "cgroup",
-                false,
-                &format!("master {} -> {CGROUP_PROCS}: {e}", m.pid),
-            ),
-        }
+    if let Some(procs) = join {
+        mitigate::report(
+            "cgroup",
+            &format!("master {} joined via {procs}", m.pid),
+            &sys::write_file(procs, &m.pid.to_string()),
+        );
+    }
+    let adj = plan.master_adj;
+    if let Some((v, AdjWhen::BeforeFork)) = adj {
+        m.set_own_oom_score_adj(v);
     }
     for i in 0..sc.workers {
         m.spawn_worker();
         // After the first fork, not before: workers inherit oom_score_adj,
-        // and a master marked first must not hand its mark to them.
+        // and a master marked first hands its mark to every worker.
         if i == 0 {
-            m.set_own_oom_score_adj();
+            if let Some((v, AdjWhen::AfterFork)) = adj {
+                m.set_own_oom_score_adj(v);
+            }
         }
     }
     if sc.workers == 0 {
-        m.set_own_oom_score_adj();
+        if let Some((v, AdjWhen::AfterFork)) = adj {
+            m.set_own_oom_score_adj(v);
+        }
     }
 
     // Due times of delayed respawns, oldest first.
@@ -117,7 +180,7 @@ pub fn run(sc: &Scenario, join_cgroup: bool) -> ! {
             .is_some_and(|d| sys::diff_ms(d, &now) <= 0.0)
         {
             pending.pop_front();
-            m.spawn_worker();
+            m.respawn();
         }
         match pending.front() {
             None => match sys::reap(false) {

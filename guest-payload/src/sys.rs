@@ -112,10 +112,6 @@ pub fn set_comm(name: &CStr) {
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
 }
 
-pub fn set_oom_score_adj(v: i32) -> io::Result<()> {
-    write_file("/proc/self/oom_score_adj", &v.to_string())
-}
-
 pub fn getpid() -> i32 {
     // SAFETY: always succeeds.
     unsafe { libc::getpid() }
@@ -140,11 +136,21 @@ pub fn fork() -> io::Result<Fork> {
 /// `mount -t fstype source target`, creating `target`; an already mounted
 /// target (EBUSY) counts as success.
 pub fn mount(source: &str, target: &str, fstype: &str) -> io::Result<()> {
+    mount_opts(source, target, fstype, "")
+}
+
+/// [`mount`] with `-o opts` (e.g. `memory` for cgroup v1).
+pub fn mount_opts(source: &str, target: &str, fstype: &str, opts: &str) -> io::Result<()> {
     std::fs::create_dir_all(target)?;
     let c = |s: &str| CString::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
-    let (src, tgt, fs) = (c(source)?, c(target)?, c(fstype)?);
-    // SAFETY: NUL-terminated strings; no data argument.
-    let rc = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+    let (src, tgt, fs, data) = (c(source)?, c(target)?, c(fstype)?, c(opts)?);
+    let data_ptr = if opts.is_empty() {
+        std::ptr::null()
+    } else {
+        data.as_ptr().cast()
+    };
+    // SAFETY: NUL-terminated strings; data is NUL-terminated or null.
+    let rc = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), fs.as_ptr(), 0, data_ptr) };
     if rc == 0 {
         return Ok(());
     }

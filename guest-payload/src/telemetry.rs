@@ -38,11 +38,14 @@ pub fn error(msg: &str) {
     });
 }
 
+/// A set-up step of the payload's own (mounts, the canary): not part of a
+/// mitigation (those are reported by `mitigate::report`).
 pub fn setup(what: &str, ok: bool, detail: &str) {
     emit(Event::Setup {
         what: what.to_string(),
         ok,
         detail: detail.to_string(),
+        mitigation: false,
     });
 }
 

@@ -3,8 +3,9 @@
 
 use oomlab_protocol::conf::GuestConf as Scenario;
 
+use crate::mitigate::{self, Plan};
+
 use crate::sys;
-use crate::telemetry;
 
 const PAGE: usize = 4096;
 
@@ -20,15 +21,16 @@ fn touch(ptr: *mut u8, len: usize, val: u8) {
 
 /// `report_ok`: only the first worker reports a successful setup, so a
 /// respawn loop does not flood the telemetry line with copies.
-pub fn run(sc: &Scenario, report_ok: bool) -> ! {
+pub fn run(sc: &Scenario, plan: &Plan, report_ok: bool) -> ! {
     sys::set_comm(c"nginx");
-    if let Some(adj) = sc.worker_oom_score_adj.map(|a| a.0) {
-        match sys::set_oom_score_adj(adj) {
-            Ok(()) if report_ok => {
-                telemetry::setup("oom_score_adj", true, &format!("worker={adj}"))
-            }
-            Ok(()) => {}
-            Err(e) => telemetry::setup("oom_score_adj", false, &format!("worker={adj}: {e}")),
+    if let Some(adj) = plan.worker_adj {
+        let res = mitigate::set_own_oom_score_adj(adj);
+        if res.is_err() || report_ok {
+            let detail = match &res {
+                Ok(how) => format!("worker {how}"),
+                Err(_) => format!("worker={adj}"),
+            };
+            mitigate::report("oom_score_adj", &detail, &res.map(|_| ()));
         }
     }
     let total = usize::try_from(sc.worker_mem_kib.saturating_mul(1024)).unwrap_or(usize::MAX);

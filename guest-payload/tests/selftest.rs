@@ -28,7 +28,7 @@ fn selftest_respawns_a_killed_worker() {
     std::fs::write(
         &conf,
         "name=self \"test\"\nduration_ms=1500\nworkers=2\nworker_mem_kib=512\n\
-         canary_ms=50\nsample_ms=300\nbogus_key=1\nsysctl=vm.overcommit_memory=2\n",
+         canary_ms=50\nsample_ms=300\nbogus_key=1\nmitigation=sysctl key=vm.overcommit_memory value=2\n",
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_guest-payload"))

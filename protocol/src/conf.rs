@@ -13,6 +13,8 @@
 
 use std::fmt;
 
+use crate::mitigation::Mitigation;
+
 /// A value that can stand right of `=`.
 pub trait ConfValue: Sized {
     /// How the value is written, for the key table.
@@ -50,9 +52,9 @@ impl ConfValue for bool {
     const SHAPE: &'static str = "0|1";
     fn parse(v: &str) -> Result<Self, String> {
         match v {
-            "0" => Ok(false),
-            "1" => Ok(true),
-            _ => Err(format!("expected 0 or 1, got `{v}`")),
+            "0" | "false" => Ok(false),
+            "1" | "true" => Ok(true),
+            _ => Err(format!("expected 0 or 1 (or false/true), got `{v}`")),
         }
     }
     fn show(&self) -> String {
@@ -113,50 +115,6 @@ impl ConfValue for OomScoreAdj {
     }
     fn show(&self) -> String {
         self.0.to_string()
-    }
-}
-
-/// `path.with.dots=value`, written under `/proc/sys` by the guest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sysctl {
-    pub key: String,
-    pub value: String,
-}
-
-impl Sysctl {
-    /// Whether `key` is a dotted sysctl name that cannot climb out of
-    /// `/proc/sys` once its dots become slashes.
-    pub fn key_ok(key: &str) -> bool {
-        !key.is_empty()
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            && !key.split('.').any(|p| p.is_empty() || p == "..")
-    }
-
-    /// `/proc/sys/vm/overcommit_memory` for `vm.overcommit_memory`.
-    pub fn path(&self) -> String {
-        format!("/proc/sys/{}", self.key.replace('.', "/"))
-    }
-}
-
-impl ConfValue for Sysctl {
-    const SHAPE: &'static str = "key.with.dots=value";
-    fn parse(v: &str) -> Result<Self, String> {
-        let (k, val) = v
-            .split_once('=')
-            .ok_or_else(|| format!("expected path.with.dots=value, got `{v}`"))?;
-        let k = k.trim();
-        if !Sysctl::key_ok(k) {
-            return Err(format!("bad key `{k}`"));
-        }
-        Ok(Sysctl {
-            key: k.to_string(),
-            value: val.trim().to_string(),
-        })
-    }
-    fn show(&self) -> String {
-        format!("{}={}", self.key, self.value)
     }
 }
 
@@ -306,16 +264,9 @@ guest_conf! {
     canary_ms: one u64 = 100;
     /// `/proc/meminfo` + `/proc/vmstat` sample period, ms (0 = only the baseline sample).
     sample_ms: one u64 = 500;
-    /// Put master and workers in cgroup v2 `/sys/fs/cgroup/oomlab` with this `memory.max` (KiB).
-    cgroup_memory_max_kib: opt u64;
-    /// `1`: set `memory.oom.group` on that cgroup.
-    cgroup_oom_group: one bool = false;
-    /// `path.with.dots=value`, written under `/proc/sys` before the master starts.
-    sysctl: many Sysctl;
-    /// Written to the master's `/proc/self/oom_score_adj` after its first fork.
-    master_oom_score_adj: opt OomScoreAdj;
-    /// Written by each worker to its own `oom_score_adj`.
-    worker_oom_score_adj: opt OomScoreAdj;
+    /// A mitigation under test, as `kind field=value ...` (see the
+    /// mitigation tables below).
+    mitigation: many Mitigation;
 }
 
 /// Parses the file. Blank lines and `#` comments are skipped; a repeated key
@@ -390,7 +341,11 @@ mod tests {
         assert_eq!(c.workers, 4);
         assert_eq!(c.worker_mem_kib, 61_440);
         assert_eq!(c.respawn, Respawn::Immediate);
-        assert_eq!(c.cgroup_memory_max_kib, None);
+        assert!(c.mitigation.is_empty());
+    }
+
+    fn mit(line: &str) -> Mitigation {
+        Mitigation::parse(line).unwrap()
     }
 
     #[test]
@@ -402,21 +357,21 @@ mod tests {
             worker_step_kib: 256,
             respawn: Respawn::Delay,
             respawn_delay_ms: 300,
-            cgroup_memory_max_kib: Some(153_600),
-            cgroup_oom_group: true,
-            sysctl: vec![
-                Sysctl::parse("vm.overcommit_memory=2").unwrap(),
-                Sysctl::parse("vm.overcommit_ratio = 50").unwrap(),
+            mitigation: vec![
+                mit("cgroup memory_max_mib=150 oom_group=1"),
+                mit("sysctl key=vm.overcommit_memory value=2"),
+                mit("oom_score_adj master=1000 workers=0"),
             ],
-            master_oom_score_adj: Some(OomScoreAdj(1000)),
-            worker_oom_score_adj: Some(OomScoreAdj(-17)),
             ..GuestConf::default()
         };
         let text = c.render();
         let (back, d) = parse(&text);
         assert!(d.is_empty(), "{d:?}\n{text}");
         assert_eq!(back, c);
-        assert!(text.contains("sysctl=vm.overcommit_ratio=50\n"), "{text}");
+        assert!(
+            text.contains("mitigation=sysctl key=vm.overcommit_memory value=2\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -435,19 +390,17 @@ bogus=1
 workers=lots
 no equals sign
 respawn=sometimes
-cgroup_oom_group=yes
-master_oom_score_adj=1001
-sysctl=vm/../../etc=1
-sysctl=novalue
-sysctl=vm..x=1
+mitigation=cgroup oom_group=yes
+mitigation=oom_score_adj master=1001
+mitigation=sysctl key=vm/../../etc value=1
+mitigation=sysctl novalue
+mitigation=teleport
 duration_ms=-5
 ";
         let (c, d) = parse(text);
         assert_eq!(c.workers, 2, "a bad value keeps the previous one");
         assert_eq!(c.respawn, Respawn::Immediate);
-        assert!(!c.cgroup_oom_group);
-        assert_eq!(c.master_oom_score_adj, None);
-        assert!(c.sysctl.is_empty());
+        assert!(c.mitigation.is_empty());
         assert_eq!(c.duration_ms, 10_000);
         let lines: Vec<usize> = d.iter().map(|d| d.line).collect();
         assert_eq!(lines, vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
@@ -455,7 +408,8 @@ duration_ms=-5
             d[0].to_string(),
             "scenario.conf line 2: unknown key `bogus`"
         );
-        assert!(d[4].msg.contains("cgroup_oom_group"), "{}", d[4]);
+        assert!(d[4].msg.contains("cgroup.oom_group"), "{}", d[4]);
+        assert!(d[5].msg.contains("oom_score_adj.master"), "{}", d[5]);
     }
 
     #[test]

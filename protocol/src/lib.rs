@@ -11,9 +11,11 @@
 
 pub mod conf;
 pub mod json;
+pub mod mitigation;
 pub mod telemetry;
 
-pub use conf::{GuestConf, OomScoreAdj, Respawn, Sysctl};
+pub use conf::{GuestConf, OomScoreAdj, Respawn};
+pub use mitigation::{AdjWhen, Mitigation, MitigationError, SysctlKey};
 pub use telemetry::{Event, Role, Telemetry};
 
 /// Where the guest finds its scenario.
@@ -22,8 +24,9 @@ pub const CONF_PATH: &str = "/oomlab/scenario.conf";
 /// The generated part of PROTOCOL.md, between its markers.
 pub fn generated_markdown() -> String {
     format!(
-        "### `scenario.conf` keys\n\n{}\n### Telemetry events\n\n{}",
+        "### `scenario.conf` keys\n\n{}\n### Mitigations\n\n{}### Telemetry events\n\n{}",
         conf::keys_markdown(),
+        mitigation::kinds_markdown(),
         telemetry::events_markdown()
     )
 }

@@ -19,6 +19,8 @@ pub enum Role {
     Sampler,
     /// Reparented to PID 1 after its parent died; role unknown to init.
     Orphan,
+    /// A helper under test beside the workload (earlyoom, the PSI killer).
+    Helper,
     #[cfg_attr(feature = "serde", serde(other))]
     Other,
 }
@@ -31,6 +33,7 @@ impl Role {
             Role::Canary => "canary",
             Role::Sampler => "sampler",
             Role::Orphan => "orphan",
+            Role::Helper => "helper",
             Role::Other => "other",
         }
     }
@@ -69,12 +72,16 @@ pub enum Event {
         payload: Option<String>,
     },
     /// One step of setting up the guest (mounts, cgroup, sysctl,
-    /// oom_score_adj) and whether it worked.
+    /// oom_score_adj) and whether it worked. `mitigation`: the step
+    /// belongs to a mitigation under test, so its failure makes the run
+    /// `n/a` (the mitigation was not applied).
     Setup {
         what: String,
         ok: bool,
         #[cfg_attr(feature = "serde", serde(default))]
         detail: String,
+        #[cfg_attr(feature = "serde", serde(default))]
+        mitigation: bool,
     },
     Spawn {
         pid: u32,
@@ -112,6 +119,21 @@ pub enum Event {
     Error {
         msg: String,
     },
+    /// A line a program in the guest printed (earlyoom, a real daemon),
+    /// relayed with its time.
+    Log {
+        src: String,
+        line: String,
+    },
+    /// A userspace killer of the payload's (the PSI killer) sent `signal`
+    /// to `pid` (negative: a process group) for `reason`.
+    Kill {
+        killer: String,
+        pid: i32,
+        signal: i32,
+        #[cfg_attr(feature = "serde", serde(default))]
+        reason: String,
+    },
     /// The window closed; power-off follows.
     Done {
         #[cfg_attr(feature = "serde", serde(default))]
@@ -130,6 +152,8 @@ impl Event {
             Event::Tick { .. } => "tick",
             Event::Mem { .. } => "mem",
             Event::Error { .. } => "error",
+            Event::Log { .. } => "log",
+            Event::Kill { .. } => "kill",
             Event::Done { .. } => "done",
         }
     }
@@ -147,6 +171,7 @@ impl Event {
                 what: "cgroup".into(),
                 ok: true,
                 detail: "memory.max=157286400".into(),
+                mitigation: true,
             },
             Event::Spawn {
                 pid: 42,
@@ -172,6 +197,17 @@ impl Event {
             },
             Event::Error {
                 msg: "master: fork failed".into(),
+            },
+            Event::Log {
+                src: "earlyoom".into(),
+                line: "sending SIGTERM to process 212 uid 0 \"nginx\": badness 870, VmRSS 58 MiB"
+                    .into(),
+            },
+            Event::Kill {
+                killer: "psi".into(),
+                pid: -48,
+                signal: 9,
+                reason: "memory some stall 150 ms in 1000 ms".into(),
             },
             Event::Done {
                 reason: "duration".into(),
@@ -199,9 +235,16 @@ impl Telemetry {
                 .str("kernel", kernel)
                 .opt_uint("mem_total_kib", *mem_total_kib)
                 .opt_str("payload", payload.as_deref()),
-            Event::Setup { what, ok, detail } => {
-                o.str("what", what).bool("ok", *ok).str("detail", detail)
-            }
+            Event::Setup {
+                what,
+                ok,
+                detail,
+                mitigation,
+            } => o
+                .str("what", what)
+                .bool("ok", *ok)
+                .str("detail", detail)
+                .bool("mitigation", *mitigation),
             Event::Spawn { pid, ppid, role } => o
                 .uint("pid", u64::from(*pid))
                 .opt_uint("ppid", ppid.map(u64::from))
@@ -230,6 +273,17 @@ impl Telemetry {
                 .opt_uint("swap_free_kib", *swap_free_kib)
                 .opt_uint("oom_kill", *oom_kill),
             Event::Error { msg } => o.str("msg", msg),
+            Event::Log { src, line } => o.str("src", src).str("line", line),
+            Event::Kill {
+                killer,
+                pid,
+                signal,
+                reason,
+            } => o
+                .str("killer", killer)
+                .int("pid", *pid)
+                .int("signal", *signal)
+                .str("reason", reason),
             Event::Done { reason } => o.str("reason", reason),
         }
         .line()
@@ -272,7 +326,7 @@ mod tests {
         dedup.dedup();
         assert_eq!(dedup.len(), names.len());
         // Adding a variant breaks `name()`'s match; this count is its twin.
-        assert_eq!(names.len(), 8);
+        assert_eq!(names.len(), 10);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use oomlab_protocol::{GuestConf, OomScoreAdj, Sysctl};
+use oomlab_protocol::GuestConf;
+pub use oomlab_protocol::Mitigation;
 use serde::{Deserialize, Serialize};
 
 pub use crate::image::kernel::DEFAULT_KERNEL;
@@ -38,8 +39,10 @@ pub struct Scenario {
     pub limits: Limits,
     #[serde(default)]
     pub workload: Workload,
-    /// `- cgroup: {...}` maps, not YAML `!tags`: what people write by hand.
-    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
+    /// `- cgroup: {...}` maps (or a bare `- psi_killer` for all defaults):
+    /// what people write by hand. Kinds and fields are defined once, in
+    /// the protocol crate (`oomlab_protocol::mitigation`).
+    #[serde(default, deserialize_with = "de_mitigations")]
     pub mitigations: Vec<Mitigation>,
 }
 
@@ -152,27 +155,101 @@ impl Default for Workload {
     }
 }
 
-/// A mitigation under test. One YAML map key per kind, so the coming
-/// catalogue can grow without breaking old files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Mitigation {
-    /// Master and workers in a cgroup v2 with `memory.max`, optionally
-    /// `memory.oom.group` (kill the whole group on one OOM).
-    Cgroup {
-        memory_max_mib: u32,
-        #[serde(default)]
-        oom_group: bool,
-    },
-    /// Written under /proc/sys before the master starts.
-    Sysctl { key: String, value: String },
-    /// `oom_score_adj` for the master (set after its first fork) and workers.
-    OomScoreAdj {
-        #[serde(default)]
-        master: Option<i32>,
-        #[serde(default)]
-        workers: Option<i32>,
-    },
+/// One `mitigations:` entry of a scenario file, read through the protocol
+/// crate's own field parser, so YAML and `scenario.conf` accept exactly the
+/// same values.
+fn mitigation_from_yaml(v: &serde_yaml::Value) -> Result<Mitigation, (String, String)> {
+    use serde_yaml::Value;
+    let scalar = |field: &str, v: &Value| -> Result<String, (String, String)> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            _ => Err((field.to_string(), "expected a single value".to_string())),
+        }
+    };
+    let (kind, fields) = match v {
+        Value::String(kind) => (kind.clone(), None),
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, f) = m.iter().next().expect("one entry");
+            let kind = scalar("mitigation", k)?;
+            (kind, Some(f))
+        }
+        _ => {
+            return Err((
+                "mitigations".to_string(),
+                "expected `- kind: {field: value, ...}` (one kind per entry) or `- kind`".into(),
+            ))
+        }
+    };
+    let mut pairs = Vec::new();
+    match fields {
+        None | Some(Value::Null) => {}
+        Some(Value::Mapping(m)) => {
+            for (k, v) in m {
+                let k = scalar("field name", k)?;
+                let v = scalar(&format!("{kind}.{k}"), v)?;
+                pairs.push((k, v));
+            }
+        }
+        Some(_) => return Err((kind, "expected a map of fields".to_string())),
+    }
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    Mitigation::from_pairs(&kind, &refs).map_err(|e| (e.field, e.msg))
+}
+
+/// serde_yaml places custom errors at the start of the document, so the
+/// entry's index and field travel in the message, and [`Scenario::parse`]
+/// finds the line itself.
+struct MitigationAt {
+    index: usize,
+    field: String,
+    msg: String,
+}
+
+const MITIGATION_ERR: &str = "\u{1}mitigation\u{1}";
+
+impl MitigationAt {
+    fn to_error_text(&self) -> String {
+        format!(
+            "{MITIGATION_ERR}{}\u{1}{}\u{1}{}\u{1}",
+            self.index, self.field, self.msg
+        )
+    }
+
+    fn from_error(text: &str) -> Option<MitigationAt> {
+        let rest = &text[text.find(MITIGATION_ERR)? + MITIGATION_ERR.len()..];
+        let mut parts = rest.split('\u{1}');
+        Some(MitigationAt {
+            index: parts.next()?.parse().ok()?,
+            field: parts.next()?.to_string(),
+            msg: parts.next()?.to_string(),
+        })
+    }
+
+    fn into_error(self, path: &Path, text: &str) -> ScenarioError {
+        ScenarioError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of_list_item(text, "mitigations", self.index, &self.field),
+            field: format!("mitigations.{}", self.field),
+            msg: self.msg,
+        }
+    }
+}
+
+fn de_mitigations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Mitigation>, D::Error> {
+    let raw: Vec<serde_yaml::Value> = Deserialize::deserialize(d)?;
+    raw.iter()
+        .enumerate()
+        .map(|(index, v)| {
+            mitigation_from_yaml(v).map_err(|(field, msg)| {
+                serde::de::Error::custom(MitigationAt { index, field, msg }.to_error_text())
+            })
+        })
+        .collect()
 }
 
 /// Why a scenario file was refused. Every message names the file; parse
@@ -213,17 +290,22 @@ impl Scenario {
 
     /// Parse and validate `text`; `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| match e.location() {
-            Some(loc) => ScenarioError::Parse {
-                path: path.to_path_buf(),
-                line: loc.line(),
-                column: loc.column(),
-                msg: e.to_string(),
-            },
-            None => ScenarioError::ParseNoLocation {
-                path: path.to_path_buf(),
-                msg: e.to_string(),
-            },
+        let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| {
+            if let Some(invalid) = MitigationAt::from_error(&e.to_string()) {
+                return invalid.into_error(path, text);
+            }
+            match e.location() {
+                Some(loc) => ScenarioError::Parse {
+                    path: path.to_path_buf(),
+                    line: loc.line(),
+                    column: loc.column(),
+                    msg: e.to_string(),
+                },
+                None => ScenarioError::ParseNoLocation {
+                    path: path.to_path_buf(),
+                    msg: e.to_string(),
+                },
+            }
         })?;
         scenario.validate(path, text)?;
         Ok(scenario)
@@ -356,51 +438,17 @@ impl Scenario {
                 "is only meaningful with `respawn: delay`".into(),
             ));
         }
-        let mut seen_cgroup = false;
+        let mut kinds = std::collections::HashSet::new();
         for m in &self.mitigations {
-            match m {
-                Mitigation::Cgroup { memory_max_mib, .. } => {
-                    if seen_cgroup {
-                        return Err(bad("mitigations.cgroup", "given twice".into()));
-                    }
-                    seen_cgroup = true;
-                    if *memory_max_mib == 0 || *memory_max_mib >= vm.memory_mib {
-                        return Err(bad(
-                            "mitigations.cgroup.memory_max_mib",
-                            format!(
-                                "{memory_max_mib} must be between 1 and vm.memory_mib ({}) exclusive",
-                                vm.memory_mib
-                            ),
-                        ));
-                    }
-                }
-                Mitigation::Sysctl { key, value } => {
-                    if !Sysctl::key_ok(key) {
-                        return Err(bad(
-                            "mitigations.sysctl.key",
-                            format!("`{key}` is not a sysctl name like vm.overcommit_memory"),
-                        ));
-                    }
-                    if value.contains(['\n', '=']) {
-                        return Err(bad(
-                            "mitigations.sysctl.value",
-                            "must not contain newlines or '='".into(),
-                        ));
-                    }
-                }
-                Mitigation::OomScoreAdj { master, workers } => {
-                    for (f, v) in [("master", master), ("workers", workers)] {
-                        if let Some(v) = v {
-                            if !(-1000..=1000).contains(v) {
-                                return Err(bad(
-                                    &format!("mitigations.oom_score_adj.{f}"),
-                                    format!("{v} is out of range -1000..=1000"),
-                                ));
-                            }
-                        }
-                    }
-                }
+            let unique = !matches!(m, Mitigation::Sysctl { .. });
+            if unique && !kinds.insert(m.kind()) {
+                return Err(bad(
+                    &format!("mitigations.{}", m.kind()),
+                    "given twice".into(),
+                ));
             }
+            m.check(vm.memory_mib)
+                .map_err(|e| bad(&format!("mitigations.{}", e.field), e.msg))?;
         }
         Ok(())
     }
@@ -423,25 +471,7 @@ impl Scenario {
             sample_ms: u64::from(w.sample_ms),
             ..GuestConf::default()
         };
-        for m in &self.mitigations {
-            match m {
-                Mitigation::Cgroup {
-                    memory_max_mib,
-                    oom_group,
-                } => {
-                    c.cgroup_memory_max_kib = Some(u64::from(*memory_max_mib) * 1024);
-                    c.cgroup_oom_group = *oom_group;
-                }
-                Mitigation::Sysctl { key, value } => c.sysctl.push(Sysctl {
-                    key: key.clone(),
-                    value: value.clone(),
-                }),
-                Mitigation::OomScoreAdj { master, workers } => {
-                    c.master_oom_score_adj = master.map(OomScoreAdj);
-                    c.worker_oom_score_adj = workers.map(OomScoreAdj);
-                }
-            }
-        }
+        c.mitigation = self.mitigations.clone();
         c
     }
 }
@@ -470,6 +500,39 @@ impl Scenario {
             ),
         })
     }
+}
+
+/// Line of the `index`-th item of the top-level list `key`, or of its
+/// `field` (last dotted part) when that is written in the item. 0 when
+/// not found.
+pub fn line_of_list_item(text: &str, key: &str, index: usize, field: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines.iter().position(|l| {
+        l.strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with(':'))
+    }) else {
+        return 0;
+    };
+    let items: Vec<usize> = (start + 1..lines.len())
+        .take_while(|&i| {
+            let l = lines[i];
+            l.trim().is_empty() || l.starts_with([' ', '-', '#'])
+        })
+        .filter(|&i| lines[i].trim_start().starts_with('-'))
+        .collect();
+    let Some(&at) = items.get(index) else {
+        return start + 1;
+    };
+    let end = items.get(index + 1).copied().unwrap_or(lines.len());
+    let last = field.rsplit('.').next().unwrap_or(field);
+    (at..end)
+        .find(|&i| {
+            lines[i]
+                .find(last)
+                .is_some_and(|p| lines[i][p + last.len()..].trim_start().starts_with(':'))
+        })
+        .unwrap_or(at)
+        + 1
 }
 
 /// Best-effort line of a (possibly dotted) field in the YAML text, for

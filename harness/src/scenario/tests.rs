@@ -39,11 +39,9 @@ fn good_scenario_parses_and_renders_guest_conf() {
     respawn_delay_ms=0
     canary_ms=100
     sample_ms=500
-    cgroup_memory_max_kib=153600
-    cgroup_oom_group=1
-    sysctl=vm.overcommit_memory=2
-    master_oom_score_adj=1000
-    worker_oom_score_adj=0
+    mitigation=cgroup memory_max_mib=150 oom_group=1
+    mitigation=sysctl key=vm.overcommit_memory value=2
+    mitigation=oom_score_adj master=1000 workers=0 when=after_fork
     ");
 }
 
@@ -158,8 +156,21 @@ fn broken_scenarios_are_refused_with_file_line_and_field() {
         ),
         (
             "unknown mitigation",
-            "name: t\nmitigations:\n  - earlyoom: {}\n",
-            &["scenarios/x.yaml:3:", "unknown variant `earlyoom`"],
+            "name: t\nmitigations:\n  - teleport: {}\n",
+            &[
+                "scenarios/x.yaml:3:",
+                "unknown mitigation",
+                "earlyoom",
+            ],
+        ),
+        (
+            "unknown mitigation field",
+            "name: t\nmitigations:\n  - cgroup: { memroy_max_mib: 100 }\n",
+            &[
+                "scenarios/x.yaml:3:",
+                "`mitigations.cgroup.memroy_max_mib`",
+                "unknown field",
+            ],
         ),
         (
             "bad sysctl key",

@@ -86,6 +86,9 @@ impl RunRecord {
     /// is gone (nothing left to re-fork), `livelock` only for a steady loop
     /// with its master alive.
     pub fn early_verdict(&self, limits: &Limits) -> Option<(Verdict, String)> {
+        if let Some(why) = self.not_applied() {
+            return Some((Verdict::NotApplicable, why));
+        }
         if let Some(reason) = &self.panic {
             return Some((Verdict::Panic, format!("kernel panic: {reason}")));
         }
@@ -148,7 +151,19 @@ impl RunRecord {
         }
     }
 
+    /// The first mitigation step the guest could not apply, in words: the
+    /// run then says nothing about that mitigation.
+    pub fn not_applied(&self) -> Option<String> {
+        self.setup
+            .iter()
+            .find(|st| st.mitigation && !st.ok)
+            .map(|st| format!("mitigation not applied: {}: {}", st.what, st.detail))
+    }
+
     fn decide(&self, limits: &Limits, ev: &Evidence) -> (Verdict, String) {
+        if let Some(why) = self.not_applied() {
+            return (Verdict::NotApplicable, why);
+        }
         if let Some(reason) = &self.panic {
             return (Verdict::Panic, format!("kernel panic: {reason}"));
         }
@@ -256,9 +271,9 @@ impl RunRecord {
         if let Some(cut) = &self.cut_short {
             notes.push(format!("observation cut short: {cut}"));
         }
-        for (what, ok, detail) in &self.setup {
-            if !ok {
-                notes.push(format!("guest setup failed: {what}: {detail}"));
+        for st in &self.setup {
+            if !st.ok {
+                notes.push(format!("guest setup failed: {}: {}", st.what, st.detail));
             }
         }
         for e in self.guest_errors.iter().take(5) {

@@ -12,9 +12,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod judge;
+mod killers;
 mod record;
 
-pub use record::{KillRecord, Live, RunRecord};
+pub use record::{KillRecord, Live, RunRecord, SetupStep, UserKill};
 
 /// Fewest kills of respawned workers before a loop can be called early.
 const EARLY_LIVELOCK_MIN_KILLS: usize = 10;
@@ -43,6 +44,10 @@ pub enum Verdict {
     /// OOM kills, but neither a loop (kills of re-forked workers) nor a
     /// quiet stretch of `settle_s` was seen: the window was too short.
     Inconclusive,
+    /// A mitigation under test could not be applied by this kernel (its
+    /// `setup` step failed): the run says nothing about it.
+    #[serde(rename = "n/a")]
+    NotApplicable,
 }
 
 impl Verdict {
@@ -55,6 +60,7 @@ impl Verdict {
             Verdict::Hang => "hang",
             Verdict::BootFailure => "boot-failure",
             Verdict::Inconclusive => "inconclusive",
+            Verdict::NotApplicable => "n/a",
         }
     }
 }

@@ -11,7 +11,27 @@ use crate::events::timeline::{TimelineEntry, TimelineEvent};
 use crate::scenario::Limits;
 use crate::vm::{StopReason, Watch};
 
-use super::Verdict;
+use super::{killers, Verdict};
+
+/// One step of the guest's set-up, as its `setup` event told it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SetupStep {
+    pub what: String,
+    pub ok: bool,
+    pub detail: String,
+    /// Part of a mitigation under test: its failure makes the run `n/a`.
+    pub mitigation: bool,
+}
+
+/// A kill by a userspace OOM killer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UserKill {
+    pub t: f64,
+    pub killer: String,
+    /// Negative: the whole process group.
+    pub pid: i32,
+    pub name: String,
+}
 
 /// One `Killed process` line.
 #[derive(Debug, Clone, Serialize)]
@@ -49,8 +69,13 @@ pub struct RunRecord {
     pub ticks: Vec<(f64, f64)>,
     pub vmstat_oom_kill_first: Option<u64>,
     pub vmstat_oom_kill_last: Option<u64>,
-    pub setup: Vec<(String, bool, String)>,
+    pub setup: Vec<SetupStep>,
     pub guest_errors: Vec<String>,
+    /// Kills by a userspace OOM killer in the guest (earlyoom, the PSI
+    /// killer): `pid` negative for a whole process group.
+    pub user_kills: Vec<UserKill>,
+    /// Lines programs in the guest printed (first 200).
+    pub guest_logs: Vec<String>,
     pub telemetry_unparsed: usize,
     pub console_lines: usize,
     /// Set by the runner: no `ready` within the boot limit.
@@ -168,9 +193,17 @@ impl RunRecord {
                     self.kernel_release = Some(kernel.clone());
                 }
             }
-            TelemetryEvent::Setup { what, ok, detail } => {
-                self.setup.push((what.clone(), *ok, detail.clone()))
-            }
+            TelemetryEvent::Setup {
+                what,
+                ok,
+                detail,
+                mitigation,
+            } => self.setup.push(SetupStep {
+                what: what.clone(),
+                ok: *ok,
+                detail: detail.clone(),
+                mitigation: *mitigation || legacy_mitigation_step(what, detail),
+            }),
             TelemetryEvent::Spawn { pid, role, .. } => match role {
                 Role::Worker => self.worker_spawns.push((tel.t, *pid)),
                 Role::Master => {
@@ -211,6 +244,25 @@ impl RunRecord {
                     self.guest_errors.push(msg.clone());
                 }
             }
+            TelemetryEvent::Log { src, line } => {
+                if let Some((pid, name)) = killers::earlyoom_kill(line) {
+                    self.user_kills.push(UserKill {
+                        t: tel.t,
+                        killer: src.clone(),
+                        pid: pid as i32,
+                        name,
+                    });
+                }
+                if self.guest_logs.len() < 200 {
+                    self.guest_logs.push(format!("{src}: {line}"));
+                }
+            }
+            TelemetryEvent::Kill { killer, pid, .. } => self.user_kills.push(UserKill {
+                t: tel.t,
+                killer: killer.clone(),
+                pid: *pid,
+                name: String::new(),
+            }),
             TelemetryEvent::Done { .. } => {
                 self.done_t.get_or_insert(tel.t);
             }
@@ -237,6 +289,15 @@ impl RunRecord {
             _ => {}
         }
     }
+}
+
+/// Payloads older than the `mitigation` flag (the recorded runs under
+/// tests/fixtures) reported their mitigation steps under these names; the
+/// canary's own `oom_score_adj` was never one.
+fn legacy_mitigation_step(what: &str, detail: &str) -> bool {
+    what == "cgroup"
+        || what.starts_with("sysctl:")
+        || (what == "oom_score_adj" && !detail.starts_with("canary"))
 }
 
 /// A record being filled live, with the limits it is judged against: what
