@@ -12,8 +12,8 @@ use crate::mitigate::{self, EarlyoomSpec};
 use crate::sys::{self, Fork};
 use crate::telemetry;
 
-/// Where the image puts earlyoom (with its libraries beside it).
-pub const EARLYOOM: &str = "/usr/bin/earlyoom";
+/// Where the image puts earlyoom (with its libraries).
+pub const EARLYOOM: &str = oomlab_protocol::mitigation::EARLYOOM.path;
 
 /// earlyoom's command line for `spec`.
 pub fn earlyoom_args(spec: &EarlyoomSpec) -> Vec<String> {

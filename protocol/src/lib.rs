@@ -15,7 +15,7 @@ pub mod mitigation;
 pub mod telemetry;
 
 pub use conf::{GuestConf, OomScoreAdj, Respawn};
-pub use mitigation::{AdjWhen, Mitigation, MitigationError, SysctlKey};
+pub use mitigation::{AdjWhen, GuestProgram, Mitigation, MitigationError, SysctlKey};
 pub use telemetry::{Event, Role, Telemetry};
 
 /// Where the guest finds its scenario.

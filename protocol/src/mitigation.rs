@@ -78,6 +78,22 @@ impl ConfValue for SysctlKey {
     }
 }
 
+/// A program from a Debian package that runs in the guest: the image packs
+/// it, with its interpreter and libraries, at `path`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestProgram {
+    /// The Debian package that ships it.
+    pub package: &'static str,
+    /// Where it lives in the package and in the guest.
+    pub path: &'static str,
+}
+
+/// Debian's earlyoom.
+pub const EARLYOOM: GuestProgram = GuestProgram {
+    package: "earlyoom",
+    path: "/usr/bin/earlyoom",
+};
+
 /// Why a mitigation entry was refused: which field, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MitigationError {
@@ -329,6 +345,14 @@ mitigations! {
 }
 
 impl Mitigation {
+    /// The programs the guest image must hold for this mitigation.
+    pub fn programs(&self) -> &'static [GuestProgram] {
+        match self {
+            Mitigation::Earlyoom { .. } => &[EARLYOOM],
+            _ => &[],
+        }
+    }
+
     /// Checks that need more than one field, or the VM's memory: `Err`
     /// names the field.
     pub fn check(&self, vm_memory_mib: u32) -> Result<(), MitigationError> {

@@ -91,7 +91,7 @@ fn real_main() -> Result<ExitCode> {
             let text = std::fs::read_to_string(&conf)
                 .with_context(|| format!("read {}", conf.display()))?;
             let p = image::locate_payload()?;
-            image::write_initramfs(&out, &p, &text)?;
+            image::write_initramfs(&out, &p, &text, &[])?;
             println!("initramfs: {} (payload {})", out.display(), p.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -337,13 +337,32 @@ pub async fn boot_and_judge(
     say(Progress::Start(Stage::Image));
     let scratch = scratch_dir()?;
     let initrd = scratch.path().join("initrd.cpio");
+    let programs = {
+        let wanted: Vec<_> = scenario
+            .mitigations
+            .iter()
+            .flat_map(|m| m.programs().iter().copied())
+            .collect();
+        // A first use fetches the package: a signal must end the wait.
+        interruptible(
+            blocking(move || {
+                wanted
+                    .iter()
+                    .map(image::programs::program_files)
+                    .collect::<Result<Vec<_>, _>>()
+            }),
+            cancel.clone(),
+        )
+        .await?
+    };
     {
+        let files: Vec<_> = programs.iter().flat_map(|p| p.files.clone()).collect();
         let (initrd, payload, conf) = (
             initrd.clone(),
             payload.clone(),
             scenario.guest_conf().render(),
         );
-        blocking(move || image::write_initramfs(&initrd, &payload, &conf)).await?;
+        blocking(move || image::write_initramfs(&initrd, &payload, &conf, &files)).await?;
     }
     let bytes = std::fs::metadata(&initrd).map(|m| m.len()).unwrap_or(0);
     say(Progress::Done(StageDone::Image { bytes }));
@@ -453,6 +472,14 @@ pub async fn boot_and_judge(
         stop: out.stop,
         out_dir: Some(out_dir.to_path_buf()),
         qemu_argv: out.argv,
+        programs: programs
+            .iter()
+            .map(|p| report::ProgramInfo {
+                package: p.program.package.to_string(),
+                version: p.version.clone(),
+                path: p.program.path.to_string(),
+            })
+            .collect(),
         evidence_errors: log_errors.clone(),
     };
     let written = report::write_json(&out_dir.join("report.json"), &report);

@@ -72,7 +72,7 @@ async fn probe_kvm(
     let initrd = scratch.path().join("probe.cpio");
     {
         let (initrd, payload, conf) = (initrd.clone(), payload.to_path_buf(), sc.guest_conf());
-        blocking(move || image::write_initramfs(&initrd, &payload, &conf.render())).await?;
+        blocking(move || image::write_initramfs(&initrd, &payload, &conf.render(), &[])).await?;
     }
     let cfg = VmConfig {
         qemu: qemu.to_path_buf(),

@@ -8,9 +8,11 @@
 //!   newc archive written by [`cpio`].
 
 pub mod cpio;
+pub mod elf;
 pub mod initramfs;
 pub mod kernel;
 pub mod payload;
+pub mod programs;
 
 use std::path::PathBuf;
 

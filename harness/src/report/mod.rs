@@ -21,6 +21,14 @@ pub struct KernelInfo {
     pub pinned: bool,
 }
 
+/// A real program in the guest and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramInfo {
+    pub package: String,
+    pub version: String,
+    pub path: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Timings {
     /// Wall seconds from QEMU start to the payload's `ready`.
@@ -53,6 +61,10 @@ pub struct Report {
     /// Where the raw console log, telemetry and this report were kept.
     pub out_dir: Option<PathBuf>,
     pub qemu_argv: Vec<String>,
+    /// Real programs packed into the guest (earlyoom...), with their
+    /// Debian package versions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<ProgramInfo>,
     /// Writing the run's evidence failed (disk full, ...): what is on disk
     /// is incomplete, and the run is not to be trusted.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -157,11 +157,7 @@ fn broken_scenarios_are_refused_with_file_line_and_field() {
         (
             "unknown mitigation",
             "name: t\nmitigations:\n  - teleport: {}\n",
-            &[
-                "scenarios/x.yaml:3:",
-                "unknown mitigation",
-                "earlyoom",
-            ],
+            &["scenarios/x.yaml:3:", "unknown mitigation", "earlyoom"],
         ),
         (
             "unknown mitigation field",

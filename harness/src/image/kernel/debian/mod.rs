@@ -119,6 +119,28 @@ impl Apt {
     }
 }
 
+/// `apt-get download PACKAGE` (the candidate version) with the host's own
+/// apt configuration into a fresh `dir`. When the host's package lists do
+/// not know it (a fresh machine), they are refreshed once, as root.
+pub fn download_host_package(package: &str, dir: &Path) -> Result<PathBuf, ImageError> {
+    match Apt::Host.download(package, dir) {
+        Ok(deb) => Ok(deb),
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        Err(first) if unsafe { libc::geteuid() } == 0 => {
+            run(
+                Apt::Host.cmd("apt-get").arg("update"),
+                "apt-get update (host sources)",
+            )
+            .map_err(|e| ImageError::Fetch {
+                name: package.to_string(),
+                detail: format!("{first}; then {e}"),
+            })?;
+            Apt::Host.download(package, dir)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The apt setups to try for one entry, in order: the host's own when its
 /// sources carry the suite, then a private one (set up on first use).
 pub(crate) struct AptSetups<'a> {
