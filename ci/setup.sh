@@ -14,3 +14,13 @@ if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
 fi
 
 rustup target add x86_64-unknown-linux-musl || true
+
+# Optional: rpmbuild lets a test unpack a real RPM made around a fake
+# kernel (without it that test says it skipped; hand-made RPMs still run).
+if ! command -v rpmbuild >/dev/null 2>&1; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y rpm >/dev/null 2>&1 || true
+fi

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::catalogue::{is_package_name, is_sha256_hex, is_version, CatalogueEntry};
-use super::debian::extract_vmlinuz;
+use super::debian::extract_kernel;
 use super::{sha256_file, KernelImage};
 use crate::image::ImageError;
 
@@ -18,7 +18,8 @@ use crate::image::ImageError;
 pub struct FloatRecord {
     pub package: String,
     pub version: String,
-    /// `uname -r`, from the `boot/vmlinuz-<release>` file name.
+    /// `uname -r`, from the `boot/vmlinuz-<release>` file name (or the
+    /// `usr/lib/modules/<release>/` folder of a 7.x package).
     pub release: String,
     pub sha256: String,
     /// `package=version` of the catalogue pin it stands in for.
@@ -92,7 +93,10 @@ pub(crate) fn cached_float(
     dir: &Path,
     entry: &CatalogueEntry,
 ) -> Result<Option<(KernelImage, FloatRecord)>, ImageError> {
-    let pin = format!("{}={}", entry.package, entry.version);
+    let Some(deb) = entry.debian() else {
+        return Ok(None);
+    };
+    let pin = format!("{}={}", deb.package, deb.version);
     let Ok(read) = std::fs::read_dir(dir) else {
         return Ok(None);
     };
@@ -123,9 +127,12 @@ pub(crate) fn adopt_floated_pin(
     entry: &CatalogueEntry,
     pinned: &Path,
 ) -> Result<bool, ImageError> {
+    let Some(deb) = entry.debian() else {
+        return Ok(false);
+    };
     let probe = FloatRecord {
-        package: entry.package.clone(),
-        version: entry.version.clone(),
+        package: deb.package.clone(),
+        version: deb.version.clone(),
         release: String::new(),
         sha256: String::new(),
         replaces: String::new(),
@@ -154,14 +161,17 @@ pub(crate) fn install_float(
     deb: &Path,
     mut rec: FloatRecord,
 ) -> Result<FloatRecord, ImageError> {
-    let vmlinuz = extract_vmlinuz(deb, &work.join("x-float"))?;
-    let found = vmlinuz.file_name().unwrap_or_default().to_string_lossy();
-    rec.release = found.strip_prefix("vmlinuz-").unwrap_or(&found).to_string();
-    rec.sha256 = sha256_file(&vmlinuz)?;
+    let x = extract_kernel(deb, &work.join("x-float"))?;
+    rec.release = x.release.clone();
+    rec.sha256 = sha256_file(&x.vmlinuz)?;
     let stage = work.join("float");
     std::fs::create_dir_all(&stage).map_err(|e| ImageError::io("create stage dir", e))?;
-    std::fs::rename(&vmlinuz, stage.join("vmlinuz"))
+    std::fs::rename(&x.vmlinuz, stage.join("vmlinuz"))
         .map_err(|e| ImageError::io("stage floated kernel", e))?;
+    if let Some(c) = &x.config {
+        std::fs::rename(c, stage.join("config"))
+            .map_err(|e| ImageError::io("stage floated kernel's config", e))?;
+    }
     let json = serde_json::to_string_pretty(&rec).expect("record serialises");
     std::fs::write(stage.join(FLOAT_RECORD), json + "\n")
         .map_err(|e| ImageError::io("write kernel record", e))?;
@@ -197,18 +207,22 @@ pub fn float_warning(entry: &CatalogueEntry, rec: &FloatRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::kernel::{bzimage_release, ensure_cached_in, hex, PinPolicy};
+    use crate::image::kernel::{
+        bzimage_release, ensure_cached_in, hex, DebianSource, KernelSource, PinPolicy,
+    };
     use sha2::{Digest, Sha256};
 
     fn entry(pin_version: &str, sha: &str) -> CatalogueEntry {
         CatalogueEntry {
             name: "k".into(),
-            suite: "bookworm".into(),
-            package: "linux-image-1-cloud-amd64-unsigned".into(),
-            version: pin_version.into(),
             release: "1-cloud-amd64".into(),
             sha256: sha.into(),
-            track: Some("linux-image-cloud-amd64".into()),
+            source: KernelSource::Debian(DebianSource {
+                suite: "bookworm".into(),
+                package: "linux-image-1-cloud-amd64-unsigned".into(),
+                version: pin_version.into(),
+                track: Some("linux-image-cloud-amd64".into()),
+            }),
         }
     }
 
@@ -288,7 +302,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let rec = plant_float(d.path(), "old=1", "2.0-1", b"new");
         let mut e = entry("2.0-1", &rec.sha256);
-        e.package = rec.package.clone();
+        if let KernelSource::Debian(d) = &mut e.source {
+            d.package = rec.package.clone();
+        }
         e.release = rec.release.clone();
         let k = ensure_cached_in(d.path(), &e, PinPolicy::Strict).unwrap();
         assert!(k.pinned);
@@ -307,8 +323,10 @@ mod tests {
         let suite = std::env::var("OOMLAB_FLOAT_TEST_SUITE").unwrap_or("bookworm".into());
         let d = tempfile::tempdir().unwrap();
         let mut e = entry("0.0.0-0oomlab-never", &"0".repeat(64));
-        e.suite = suite;
-        e.package = "linux-image-cloud-amd64".into();
+        if let KernelSource::Debian(d) = &mut e.source {
+            d.suite = suite;
+            d.package = "linux-image-cloud-amd64".into();
+        }
         let err = ensure_cached_in(d.path(), &e, PinPolicy::Strict).unwrap_err();
         eprintln!("strict: {err}");
         assert!(
@@ -320,7 +338,10 @@ mod tests {
         assert!(!k.pinned);
         let rec = float_record(&k.path).unwrap();
         eprintln!("record: {rec:?}");
-        assert!(rec.package.ends_with("-unsigned"), "{rec:?}");
+        assert!(
+            rec.package.ends_with("-unsigned") || rec.package.starts_with("linux-binary-"),
+            "{rec:?}"
+        );
         assert_eq!(
             bzimage_release(&std::fs::read(&k.path).unwrap()),
             Some(k.release.clone())

@@ -6,13 +6,15 @@
 //! which kernel it booted.
 //!
 //! - [`catalogue`]: `images/kernels.yaml`, compiled in.
-//! - [`debian`]: where catalogue kernels come from: apt through the host's
-//!   mirror (its sources lists read in [`debian::sources`]), `.deb` extraction.
+//! - [`debian`]: Debian catalogue kernels: apt through the host's mirror
+//!   (its sources lists read in [`debian::sources`]), `.deb` extraction.
+//! - [`rpm`]: vendor kernel RPMs, unpacked in-process.
 //! - [`float`]: the stand-in used when a pin has left the mirror.
 
 pub mod catalogue;
 pub mod debian;
 pub mod float;
+pub mod rpm;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,11 +23,14 @@ use sha2::{Digest, Sha256};
 
 use super::ImageError;
 
-pub use catalogue::{catalogue, parse_catalogue, Catalogue, CatalogueEntry, DEFAULT_KERNEL};
+pub use catalogue::{
+    catalogue, parse_catalogue, Catalogue, CatalogueEntry, DebianSource, FileSource, KernelSource,
+    RpmSource, DEFAULT_KERNEL,
+};
 pub use debian::sources::{mirror_uri, security_mirror_uri};
 pub use float::{float_record, float_warning, parse_float_record, FloatRecord, FLOAT_RECORD};
 
-use debian::{extract_vmlinuz, AptSetups};
+use debian::{config_package, extract_kernel, extract_members, AptSetups};
 use float::{adopt_floated_pin, cached_float, install_float, verify_float};
 
 /// A kernel ready to boot.
@@ -53,8 +58,17 @@ pub fn cached_kernel_path(name: &str) -> Result<PathBuf, ImageError> {
         .join("vmlinuz"))
 }
 
+/// The kernel's build configuration, when one was cached beside it
+/// (`config` next to `vmlinuz`: from the kernel package, or 7.x's
+/// `linux-base-*`).
+pub fn kernel_config(k: &KernelImage) -> Option<PathBuf> {
+    let c = k.path.with_file_name("config");
+    (k.path.file_name().is_some_and(|n| n == "vmlinuz") && c.is_file()).then_some(c)
+}
+
 /// A catalogue name (fetched and cached on first use, verified every time)
-/// or a path to your own vmlinuz (no checksum to verify against).
+/// or a path to your own vmlinuz (no checksum to verify against) or to a
+/// kernel RPM (its vmlinuz extracted into the cache).
 pub fn resolve_kernel(spec: &str) -> Result<KernelImage, ImageError> {
     let cat = catalogue()?;
     let spec = if spec.is_empty() {
@@ -66,6 +80,9 @@ pub fn resolve_kernel(spec: &str) -> Result<KernelImage, ImageError> {
         return ensure_cached(entry);
     }
     let path = Path::new(spec);
+    if path.is_file() && spec.ends_with(".rpm") {
+        return rpm::own_rpm(path, &super::cache_dir()?.join("kernels"));
+    }
     if path.is_file() {
         return own_kernel(path);
     }
@@ -140,7 +157,70 @@ fn ensure_cached(entry: &CatalogueEntry) -> Result<KernelImage, ImageError> {
         detail,
     })?;
     let dir = super::cache_dir()?.join("kernels").join(&entry.name);
-    ensure_cached_in(&dir, entry, policy)
+    match &entry.source {
+        KernelSource::Debian(_) => ensure_cached_in(&dir, entry, policy),
+        KernelSource::Rpm(r) => rpm::ensure_cached_rpm(&dir, entry, r),
+        KernelSource::File(f) => file_kernel(entry, f),
+    }
+}
+
+/// What is cached for a catalogue entry, without fetching anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheState {
+    /// The pinned kernel is at this path (not re-hashed here).
+    Pinned(PathBuf),
+    /// Only a stand-in for a pin that left the mirror.
+    Floated(PathBuf),
+    /// A `file:` entry: its path, present or not.
+    File(PathBuf, bool),
+    Absent,
+}
+
+/// What the cache holds for `entry` (and its config, if any).
+pub fn cache_state(entry: &CatalogueEntry) -> Result<(CacheState, Option<PathBuf>), ImageError> {
+    if let KernelSource::File(f) = &entry.source {
+        let p = expand_path(&f.path);
+        let c = p.with_file_name("config");
+        let present = p.is_file();
+        return Ok((CacheState::File(p, present), c.is_file().then_some(c)));
+    }
+    let dir = super::cache_dir()?.join("kernels").join(&entry.name);
+    let config = |d: &Path| {
+        let c = d.join("config");
+        c.is_file().then_some(c)
+    };
+    if dir.join("vmlinuz").is_file() {
+        return Ok((CacheState::Pinned(dir.join("vmlinuz")), config(&dir)));
+    }
+    let floated = std::fs::read_dir(&dir).ok().and_then(|r| {
+        r.filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join(FLOAT_RECORD).is_file() && p.join("vmlinuz").is_file())
+            .max()
+    });
+    Ok(match floated {
+        Some(d) => (CacheState::Floated(d.join("vmlinuz")), config(&d)),
+        None => (CacheState::Absent, None),
+    })
+}
+
+/// `~/x` and relative paths of a `file:` entry.
+fn expand_path(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+/// A `file:` entry: used where it is, its sha256 checked on every use.
+fn file_kernel(entry: &CatalogueEntry, f: &FileSource) -> Result<KernelImage, ImageError> {
+    let path = expand_path(&f.path);
+    if !path.is_file() {
+        return Err(ImageError::Fetch {
+            name: entry.name.clone(),
+            detail: format!("file {} does not exist", path.display()),
+        });
+    }
+    verify_cached(entry, path)
 }
 
 /// The pinned kernel at `<dir>/vmlinuz` (fetched once, verified against the
@@ -154,6 +234,9 @@ pub(crate) fn ensure_cached_in(
     let fail = |detail: String| ImageError::Fetch {
         name: entry.name.clone(),
         detail,
+    };
+    let Some(deb) = entry.debian() else {
+        return Err(fail("not a Debian kernel".into()));
     };
     let pinned = dir.join("vmlinuz");
     if pinned.is_file() {
@@ -177,11 +260,19 @@ pub(crate) fn ensure_cached_in(
         .prefix(".fetch-")
         .tempdir_in(dir)
         .map_err(|e| ImageError::io(format!("create temp dir in {}", dir.display()), e))?;
-    let mut apt = AptSetups::new(entry, work.path());
-    let pin = format!("{}={}", entry.package, entry.version);
+    let mut apt = AptSetups::new(&entry.name, deb, work.path());
+    let pin = format!("{}={}", deb.package, deb.version);
     let pin_error = match apt.try_each(|a| a.download(&pin, &work.path().join("debs"))) {
-        Ok(deb) => {
-            install_pinned(entry, &deb, &work.path().join("x"), &pinned)?;
+        Ok(file) => {
+            install_pinned(entry, &file, &work.path().join("x"), &pinned)?;
+            fetch_separate_config(
+                &mut apt,
+                entry,
+                &deb.package,
+                &deb.version,
+                dir,
+                work.path(),
+            );
             return verify_cached(entry, pinned);
         }
         Err(e) => e,
@@ -193,17 +284,17 @@ pub(crate) fn ensure_cached_in(
              or unset OOMLAB_KERNEL_PIN"
         )));
     }
-    let Some(track) = entry.track.as_deref() else {
+    let Some(track) = deb.track.as_deref() else {
         return Err(fail(format!(
             "pinned {pin} could not be downloaded ({pin_error}), and the entry has no \
              `track:` package to fall back to"
         )));
     };
-    let (package, version, deb) = apt
+    let (package, version, file) = apt
         .try_each(|a| {
             let (package, version) = a.current_kernel_package(track)?;
-            let deb = a.download(&format!("{package}={version}"), &work.path().join("debs"))?;
-            Ok((package, version, deb))
+            let file = a.download(&format!("{package}={version}"), &work.path().join("debs"))?;
+            Ok((package, version, file))
         })
         .map_err(|e| {
             fail(format!(
@@ -214,10 +305,10 @@ pub(crate) fn ensure_cached_in(
     let rec = install_float(
         dir,
         work.path(),
-        &deb,
+        &file,
         FloatRecord {
-            package,
-            version,
+            package: package.clone(),
+            version: version.clone(),
             release: String::new(),
             sha256: String::new(),
             replaces: pin,
@@ -225,12 +316,103 @@ pub(crate) fn ensure_cached_in(
         },
     )
     .map_err(|e| fail(format!("fallback kernel: {e}")))?;
-    let (k, rec) = verify_float(entry, &dir.join(rec.dir_name()))?;
+    let float_dir = dir.join(rec.dir_name());
+    fetch_separate_config(&mut apt, entry, &package, &version, &float_dir, work.path());
+    let (k, rec) = verify_float(entry, &float_dir)?;
     eprintln!("{}", float_warning(entry, &rec));
     Ok(k)
 }
 
-fn verify_cached(entry: &CatalogueEntry, path: PathBuf) -> Result<KernelImage, ImageError> {
+/// 7.x keeps the kernel's config in `linux-base-<rel>`, not beside the
+/// kernel: fetch it too, into `<dest>/config`. Best effort: the config is
+/// documentation (`cargo xtask kconfig` checks against it), not needed to
+/// boot, so a failure is a note.
+fn fetch_separate_config(
+    apt: &mut AptSetups<'_>,
+    entry: &CatalogueEntry,
+    kernel_package: &str,
+    version: &str,
+    dest: &Path,
+    work: &Path,
+) {
+    if dest.join("config").is_file() {
+        return;
+    }
+    let Some(base) = config_package(kernel_package) else {
+        return;
+    };
+    let spec = format!("{base}={version}");
+    let got = apt
+        .try_each(|a| a.download(&spec, &work.join("debs-config")))
+        .map_err(|e| e.to_string())
+        .and_then(|file| {
+            let x = work.join("x-config");
+            let (_, configs) = extract_members(&file, &x).map_err(|e| e.to_string())?;
+            let (_, c) = configs
+                .into_iter()
+                .next()
+                .ok_or_else(|| format!("{spec} holds no config"))?;
+            std::fs::rename(&c, dest.join("config")).map_err(|e| e.to_string())
+        });
+    if let Err(e) = got {
+        eprintln!(
+            "oomlab: note: kernel `{}`: its config ({spec}) could not be fetched: {e}",
+            entry.name
+        );
+    }
+}
+
+/// Fetches what is missing of a catalogue kernel's config (the kernel
+/// itself must be cached already): for a kernel cached before configs
+/// were kept. `Ok(None)`: its source ships none.
+pub fn ensure_config(entry: &CatalogueEntry) -> Result<Option<PathBuf>, ImageError> {
+    let (state, config) = cache_state(entry)?;
+    if config.is_some() {
+        return Ok(config);
+    }
+    let (vmlinuz, package, version) = match (&state, &entry.source) {
+        (CacheState::Pinned(p), KernelSource::Debian(d)) => {
+            (p.clone(), d.package.clone(), d.version.clone())
+        }
+        (CacheState::Floated(p), KernelSource::Debian(_)) => {
+            let rec = float_record(p)?;
+            (p.clone(), rec.package, rec.version)
+        }
+        _ => return Ok(None),
+    };
+    let Some(deb) = entry.debian() else {
+        return Ok(None);
+    };
+    let dir = vmlinuz.parent().expect("cached kernels live in a folder");
+    let work = tempfile::Builder::new()
+        .prefix(".fetch-")
+        .tempdir_in(dir)
+        .map_err(|e| ImageError::io(format!("create temp dir in {}", dir.display()), e))?;
+    let mut apt = AptSetups::new(&entry.name, deb, work.path());
+    let spec = match config_package(&package) {
+        Some(base) => format!("{base}={version}"),
+        None => format!("{package}={version}"),
+    };
+    let file = apt
+        .try_each(|a| a.download(&spec, &work.path().join("debs")))
+        .map_err(|detail| ImageError::Fetch {
+            name: entry.name.clone(),
+            detail,
+        })?;
+    let (_, configs) = extract_members(&file, &work.path().join("x"))?;
+    let Some((_, c)) = configs.into_iter().next() else {
+        return Ok(None);
+    };
+    let dest = dir.join("config");
+    std::fs::rename(&c, &dest)
+        .map_err(|e| ImageError::io(format!("move config into {}", dest.display()), e))?;
+    Ok(Some(dest))
+}
+
+pub(crate) fn verify_cached(
+    entry: &CatalogueEntry,
+    path: PathBuf,
+) -> Result<KernelImage, ImageError> {
     let actual = sha256_file(&path)?;
     if actual != entry.sha256 {
         return Err(ImageError::ChecksumMismatch {
@@ -269,7 +451,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Extracts the pinned kernel from `deb` (scratch in `scratch`), checks
-/// release and sha256 against the catalogue, then renames it to `dest`.
+/// release and sha256 against the catalogue, then renames it to `dest`
+/// (and its config, when the package ships one, beside it).
 fn install_pinned(
     entry: &CatalogueEntry,
     deb: &Path,
@@ -280,24 +463,29 @@ fn install_pinned(
         name: entry.name.clone(),
         detail,
     };
-    let vmlinuz = extract_vmlinuz(deb, scratch).map_err(|e| fail(e.to_string()))?;
-    let found = vmlinuz.file_name().unwrap_or_default().to_string_lossy();
-    if found != format!("vmlinuz-{}", entry.release) {
+    let x = extract_kernel(deb, scratch).map_err(|e| fail(e.to_string()))?;
+    let shown = deb.file_name().unwrap_or_default().to_string_lossy();
+    if x.release != entry.release {
         return Err(fail(format!(
-            "{} contains {found}, catalogue says release {}",
-            entry.package, entry.release
+            "{shown} holds the kernel of release {}, the catalogue says {}",
+            x.release, entry.release
         )));
     }
-    let actual = sha256_file(&vmlinuz)?;
+    let actual = sha256_file(&x.vmlinuz)?;
     if actual != entry.sha256 {
         return Err(ImageError::ChecksumMismatch {
             name: entry.name.clone(),
-            path: PathBuf::from(format!("{}={} ({found})", entry.package, entry.version)),
+            path: PathBuf::from(format!("{shown} ({})", x.vmlinuz.display())),
             expected: entry.sha256.clone(),
             actual,
         });
     }
-    std::fs::rename(&vmlinuz, dest)
+    if let Some(c) = &x.config {
+        let to = dest.with_file_name("config");
+        std::fs::rename(c, &to)
+            .map_err(|e| ImageError::io(format!("move config into {}", to.display()), e))?;
+    }
+    std::fs::rename(&x.vmlinuz, dest)
         .map_err(|e| ImageError::io(format!("move kernel into {}", dest.display()), e))
 }
 
@@ -349,12 +537,14 @@ mod tests {
         std::fs::write(&path, b"tampered").unwrap();
         let mut entry = CatalogueEntry {
             name: "t".into(),
-            suite: "bookworm".into(),
-            package: "p".into(),
-            version: "1".into(),
             release: "r".into(),
             sha256: "0".repeat(64),
-            track: None,
+            source: KernelSource::Debian(DebianSource {
+                suite: "bookworm".into(),
+                package: "p".into(),
+                version: "1".into(),
+                track: None,
+            }),
         };
         let e = verify_cached(&entry, path.clone()).unwrap_err().to_string();
         assert!(e.contains("`t`") && e.contains("vmlinuz"), "{e}");
@@ -370,5 +560,45 @@ mod tests {
         assert_eq!(parse_pin_policy(Some("")), Ok(PinPolicy::Float));
         assert_eq!(parse_pin_policy(Some("strict")), Ok(PinPolicy::Strict));
         assert!(parse_pin_policy(Some("yes")).unwrap_err().contains("yes"));
+    }
+
+    #[test]
+    fn file_entries_are_checked_in_place() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("bzImage");
+        std::fs::write(&p, fake_bzimage("6.6.0-mine #1")).unwrap();
+        let mut entry = CatalogueEntry {
+            name: "mine".into(),
+            release: "6.6.0-mine".into(),
+            sha256: sha256_file(&p).unwrap(),
+            source: KernelSource::File(FileSource {
+                path: p.to_string_lossy().into_owned(),
+            }),
+        };
+        let f = match &entry.source {
+            KernelSource::File(f) => f.clone(),
+            _ => unreachable!(),
+        };
+        let k = file_kernel(&entry, &f).unwrap();
+        assert!(k.pinned);
+        assert_eq!(
+            (k.path.as_path(), k.release.as_str()),
+            (p.as_path(), "6.6.0-mine")
+        );
+        let (state, config) = cache_state(&entry).unwrap();
+        assert_eq!(state, CacheState::File(p.clone(), true));
+        assert_eq!(config, None);
+        entry.sha256 = "0".repeat(64);
+        assert!(matches!(
+            file_kernel(&entry, &f),
+            Err(ImageError::ChecksumMismatch { .. })
+        ));
+        let gone = FileSource {
+            path: d.path().join("nope").to_string_lossy().into_owned(),
+        };
+        assert!(file_kernel(&entry, &gone)
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
     }
 }

@@ -7,7 +7,7 @@ pub mod sources;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use super::catalogue::{is_package_name, is_version, CatalogueEntry};
+use super::catalogue::{is_package_name, is_release, is_version, DebianSource};
 use crate::image::ImageError;
 use sources::{host_sources, mirror_uri, security_mirror_uri};
 
@@ -19,6 +19,17 @@ pub fn kernel_dependency(depends_output: &str) -> Option<String> {
         let name = line.strip_prefix("Depends:")?.trim();
         let name = name.split_whitespace().next()?;
         (name.starts_with("linux-image-") && !name.starts_with('<')).then(|| name.to_string())
+    })
+}
+
+/// From `apt-cache depends linux-image-<rel>` (7.x, an image package that
+/// holds no kernel): the `linux-binary-*` package that does.
+pub fn binary_dependency(depends_output: &str) -> Option<String> {
+    depends_output.lines().find_map(|line| {
+        let line = line.trim().trim_start_matches('|');
+        let name = line.strip_prefix("Depends:")?.trim();
+        let name = name.split_whitespace().next()?;
+        (name.starts_with("linux-binary-") && is_package_name(name)).then(|| name.to_string())
     })
 }
 
@@ -82,7 +93,10 @@ impl Apt {
 
     /// The package (and its candidate version) that `track` selects now,
     /// the `-unsigned` build preferred: signed images carry a signature
-    /// that changes their bytes, not their code.
+    /// that changes their bytes, not their code. From 7.x on the image
+    /// package `linux-image-<rel>` holds no kernel and there is no
+    /// `-unsigned` one: the kernel is in the `linux-binary-<rel>` it depends
+    /// on.
     pub(crate) fn current_kernel_package(
         &self,
         track: &str,
@@ -95,10 +109,19 @@ impl Apt {
                 detail: "names no linux-image-* dependency".into(),
             }
         })?;
-        let mut names = vec![dep.clone()];
+        let mut names = Vec::new();
         if !dep.ends_with("-unsigned") {
-            names.insert(0, format!("{dep}-unsigned"));
+            names.push(format!("{dep}-unsigned"));
         }
+        let binary = self
+            .cmd("apt-cache")
+            .args(["depends", &dep])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| binary_dependency(&String::from_utf8_lossy(&o.stdout)));
+        names.extend(binary);
+        names.push(dep.clone());
         for name in &names {
             let out = self
                 .cmd("apt-cache")
@@ -144,14 +167,16 @@ pub fn download_host_package(package: &str, dir: &Path) -> Result<PathBuf, Image
 /// The apt setups to try for one entry, in order: the host's own when its
 /// sources carry the suite, then a private one (set up on first use).
 pub(crate) struct AptSetups<'a> {
-    entry: &'a CatalogueEntry,
+    name: &'a str,
+    entry: &'a DebianSource,
     work: &'a Path,
     private: Option<Result<Apt, String>>,
 }
 
 impl<'a> AptSetups<'a> {
-    pub(crate) fn new(entry: &'a CatalogueEntry, work: &'a Path) -> Self {
+    pub(crate) fn new(name: &'a str, entry: &'a DebianSource, work: &'a Path) -> Self {
         AptSetups {
+            name,
             entry,
             work,
             private: None,
@@ -170,9 +195,9 @@ impl<'a> AptSetups<'a> {
                 Err(e) => errors.push(format!("host apt: {e}")),
             }
         }
-        let (entry, work) = (self.entry, self.work);
+        let (name, entry, work) = (self.name, self.entry, self.work);
         let private = self.private.get_or_insert_with(|| {
-            private_apt(entry, &work.join("apt")).map_err(|e| e.to_string())
+            private_apt(name, entry, &work.join("apt")).map_err(|e| e.to_string())
         });
         match private {
             Ok(apt) => match f(apt) {
@@ -195,7 +220,7 @@ fn host_carries(suite: &str) -> bool {
 /// (where the host names a security mirror) `-security`, lists updated.
 /// Suites the mirror lacks only cost a note, as long as the suite's own
 /// `main` list arrived.
-fn private_apt(entry: &CatalogueEntry, dir: &Path) -> Result<Apt, ImageError> {
+fn private_apt(name: &str, entry: &DebianSource, dir: &Path) -> Result<Apt, ImageError> {
     let mirror = mirror_uri()?;
     let security = security_mirror_uri();
     for d in ["lists/partial", "cache/archives/partial"] {
@@ -233,8 +258,8 @@ fn private_apt(entry: &CatalogueEntry, dir: &Path) -> Result<Apt, ImageError> {
             })
         }
         Err(e) if main_list_arrived(&names, &entry.suite) => eprintln!(
-            "oomlab: note: kernel `{}`: {e}; continuing, the `{} main` list arrived",
-            entry.name, entry.suite
+            "oomlab: note: kernel `{name}`: {e}; continuing, the `{} main` list arrived",
+            entry.suite
         ),
         Err(e) => return Err(e),
     }
@@ -277,6 +302,8 @@ fn sandbox_opts() -> Vec<String> {
 
 /// The private apt setup's sources.list: `suite` and `suite-updates` from
 /// the mirror, `suite-security` from the security mirror if there is one.
+/// Backports suites and sid/unstable have neither (asking only costs a
+/// 404 and a note on every fetch): they get their own line alone.
 pub fn private_sources_list(
     mirror: &str,
     security: Option<&str>,
@@ -286,8 +313,11 @@ pub fn private_sources_list(
     let opts = keyring
         .map(|k| format!("[signed-by={k}] "))
         .unwrap_or_default();
-    let mut s =
-        format!("deb {opts}{mirror} {suite} main\ndeb {opts}{mirror} {suite}-updates main\n");
+    let mut s = format!("deb {opts}{mirror} {suite} main\n");
+    if suite.ends_with("-backports") || matches!(suite, "sid" | "unstable" | "experimental") {
+        return s;
+    }
+    s.push_str(&format!("deb {opts}{mirror} {suite}-updates main\n"));
     if let Some(sec) = security {
         s.push_str(&format!("deb {opts}{sec} {suite}-security main\n"));
     }
@@ -339,9 +369,88 @@ fn tail(bytes: &[u8], lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join(" | ")
 }
 
-/// `dpkg-deb --fsys-tarfile DEB | tar -x ./boot/vmlinuz-*`: only the
-/// kernel is unpacked, not the ~100 MB of modules.
-pub(crate) fn extract_vmlinuz(deb: &Path, into: &Path) -> Result<PathBuf, ImageError> {
+/// What a kernel package held: the image, its release, and (when the
+/// package ships it) the kernel's build configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    pub vmlinuz: PathBuf,
+    pub release: String,
+    pub config: Option<PathBuf>,
+}
+
+/// Where Debian puts a kernel and its config: `boot/vmlinuz-<rel>` and
+/// `boot/config-<rel>` up to 6.12, `usr/lib/modules/<rel>/vmlinuz` (in
+/// `linux-binary-<rel>`) and `usr/lib/modules/<rel>/config` (in
+/// `linux-base-<rel>`) from 7.x on.
+const KERNEL_MEMBERS: [&str; 4] = [
+    "./boot/vmlinuz-*",
+    "./boot/config-*",
+    "./usr/lib/modules/*/vmlinuz",
+    "./usr/lib/modules/*/config",
+];
+
+/// tar's stderr when some of the patterns matched nothing, and nothing
+/// else went wrong: every line is a "Not found in archive" or the closing
+/// "Exiting with failure status".
+pub fn only_missing_members(stderr: &str) -> bool {
+    let mut lines = stderr.lines().filter(|l| !l.trim().is_empty()).peekable();
+    lines.peek().is_some()
+        && lines.all(|l| {
+            l.contains("Not found in archive")
+                || l.contains("Exiting with failure status due to previous errors")
+        })
+}
+
+/// `(release, path)` of each kernel image, and of each config.
+pub type Found = (Vec<(String, PathBuf)>, Vec<(String, PathBuf)>);
+
+/// Kernel and config files found under an extraction root, with their
+/// releases: `(release, path)`.
+pub fn kernel_files(root: &Path) -> Found {
+    let mut kernels = Vec::new();
+    let mut configs = Vec::new();
+    let list = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    for p in list(&root.join("boot")) {
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if let Some(rel) = name.strip_prefix("vmlinuz-") {
+            kernels.push((rel.to_string(), p.clone()));
+        } else if let Some(rel) = name.strip_prefix("config-") {
+            configs.push((rel.to_string(), p.clone()));
+        }
+    }
+    for d in list(&root.join("usr/lib/modules")) {
+        let rel = d
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if d.join("vmlinuz").is_file() {
+            kernels.push((rel.clone(), d.join("vmlinuz")));
+        }
+        if d.join("config").is_file() {
+            configs.push((rel, d.join("config")));
+        }
+    }
+    kernels.retain(|(r, _)| is_release(r));
+    configs.retain(|(r, _)| is_release(r));
+    (kernels, configs)
+}
+
+/// `dpkg-deb --fsys-tarfile DEB | tar -x` of the kernel and its config
+/// only, not the ~100 MB of modules. The package may hold no kernel (7.x
+/// `linux-base-*` holds only the config): `Ok` with what was there.
+pub(crate) fn extract_members(
+    deb: &Path,
+    into: &Path,
+) -> Result<Found, ImageError> {
     std::fs::create_dir_all(into).map_err(|e| ImageError::io("create extract dir", e))?;
     let spawn_err = |cmd: &str| {
         let cmd = cmd.to_string();
@@ -362,7 +471,8 @@ pub(crate) fn extract_vmlinuz(deb: &Path, into: &Path) -> Result<PathBuf, ImageE
         .arg("-x")
         .arg("-C")
         .arg(into)
-        .args(["--wildcards", "./boot/vmlinuz-*"])
+        .arg("--wildcards")
+        .args(KERNEL_MEMBERS)
         .stdin(pipe)
         .output();
     let dpkg_out = dpkg.wait_with_output().map_err(spawn_err("dpkg-deb"))?;
@@ -373,24 +483,47 @@ pub(crate) fn extract_vmlinuz(deb: &Path, into: &Path) -> Result<PathBuf, ImageE
             detail: tail(&dpkg_out.stderr, 5),
         });
     }
-    if !tar.status.success() {
+    // Patterns that match nothing make tar exit 2; that alone is fine.
+    if !tar.status.success() && !only_missing_members(&String::from_utf8_lossy(&tar.stderr)) {
         return Err(ImageError::Command {
-            cmd: format!("tar -x ./boot/vmlinuz-* from {}", deb.display()),
+            cmd: format!("tar -x {} from {}", KERNEL_MEMBERS.join(" "), deb.display()),
             detail: tail(&tar.stderr, 5),
         });
     }
-    let boot = into.join("boot");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&boot)
-        .map_err(|e| ImageError::io(format!("read {}", boot.display()), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        n => Err(ImageError::Command {
+    Ok(kernel_files(into))
+}
+
+/// The kernel of a kernel package (exactly one), and its config when the
+/// same package ships it.
+pub(crate) fn extract_kernel(deb: &Path, into: &Path) -> Result<Extracted, ImageError> {
+    let (mut kernels, configs) = extract_members(deb, into)?;
+    if kernels.len() != 1 {
+        return Err(ImageError::Command {
             cmd: format!("extract vmlinuz from {}", deb.display()),
-            detail: format!("expected one boot/vmlinuz-*, found {n}"),
-        }),
+            detail: format!(
+                "expected one boot/vmlinuz-* or usr/lib/modules/*/vmlinuz, found {}",
+                kernels.len()
+            ),
+        });
     }
+    let (release, vmlinuz) = kernels.remove(0);
+    let config = configs
+        .into_iter()
+        .find(|(r, _)| *r == release)
+        .map(|(_, p)| p);
+    Ok(Extracted {
+        vmlinuz,
+        release,
+        config,
+    })
+}
+
+/// The package that holds a kernel's config when its own package does not:
+/// `linux-base-<rel>` for a 7.x `linux-binary-<rel>`.
+pub fn config_package(kernel_package: &str) -> Option<String> {
+    kernel_package
+        .strip_prefix("linux-binary-")
+        .map(|rel| format!("linux-base-{rel}"))
 }
 
 #[cfg(test)]
@@ -415,6 +548,12 @@ mod tests {
             "deb http://m.example/debian bullseye main\n\
              deb http://m.example/debian bullseye-updates main\n"
         );
+        for suite in ["trixie-backports", "sid"] {
+            assert_eq!(
+                private_sources_list("http://m.example/debian", Some("http://s"), suite, None),
+                format!("deb http://m.example/debian {suite} main\n")
+            );
+        }
         let o = private_apt_opts(Path::new("/w"));
         assert!(o.contains(&"Dir::Etc::SourceList=/w/sources.list".to_string()));
         assert!(o.contains(&"Dir::Etc::SourceParts=-".to_string()));
@@ -474,5 +613,100 @@ mod tests {
         assert_eq!(package_and_version("Package: x\n"), None);
         assert_eq!(package_and_version("Package: ../x\nVersion: 1\n"), None);
         assert_eq!(package_and_version(""), None);
+    }
+
+    #[test]
+    fn seven_x_image_package_points_at_its_binary() {
+        // Real `apt-cache depends linux-image-7.3.4+deb13-cloud-amd64`.
+        let text =
+            "linux-image-7.3.4+deb13-cloud-amd64\n  Depends: linux-base-7.3.4+deb13-cloud-amd64\n\
+                    \x20 Depends: linux-binary-7.3.4+deb13-cloud-amd64\n\
+                    \x20 Depends: linux-modules-7.3.4+deb13-cloud-amd64\n\
+                    \x20|Depends: dracut\n  Depends: <linux-initramfs-tool>\n";
+        assert_eq!(
+            binary_dependency(text).as_deref(),
+            Some("linux-binary-7.3.4+deb13-cloud-amd64")
+        );
+        assert_eq!(binary_dependency("x\n  Depends: linux-base-1\n"), None);
+        assert_eq!(
+            config_package("linux-binary-7.2.13+deb14-cloud-amd64").as_deref(),
+            Some("linux-base-7.2.13+deb14-cloud-amd64")
+        );
+        assert_eq!(config_package("linux-image-6.1.0-50-amd64-unsigned"), None);
+    }
+
+    #[test]
+    fn tar_missing_patterns_are_not_failures() {
+        assert!(only_missing_members(
+            "tar: ./boot/config-*: Not found in archive\n\
+             tar: Exiting with failure status due to previous errors\n"
+        ));
+        assert!(!only_missing_members(""));
+        assert!(!only_missing_members(
+            "tar: ./boot/vmlinuz-1: Cannot open: No space left on device\n\
+             tar: Exiting with failure status due to previous errors\n"
+        ));
+    }
+
+    #[test]
+    fn kernel_files_in_both_layouts() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("boot")).unwrap();
+        std::fs::create_dir_all(r.join("usr/lib/modules/7.3.4+deb13-cloud-amd64")).unwrap();
+        std::fs::write(r.join("boot/vmlinuz-6.1.0-50-amd64"), b"k").unwrap();
+        std::fs::write(r.join("boot/config-6.1.0-50-amd64"), b"c").unwrap();
+        std::fs::write(
+            r.join("usr/lib/modules/7.3.4+deb13-cloud-amd64/vmlinuz"),
+            b"k",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("usr/lib/modules/7.3.4+deb13-cloud-amd64/config"),
+            b"c",
+        )
+        .unwrap();
+        let (mut k, mut c) = kernel_files(r);
+        k.sort();
+        c.sort();
+        let rels = |v: &[(String, PathBuf)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+        assert_eq!(rels(&k), ["6.1.0-50-amd64", "7.3.4+deb13-cloud-amd64"]);
+        assert_eq!(rels(&c), ["6.1.0-50-amd64", "7.3.4+deb13-cloud-amd64"]);
+        assert!(k[1]
+            .1
+            .ends_with("usr/lib/modules/7.3.4+deb13-cloud-amd64/vmlinuz"));
+    }
+
+    /// The real 7.x packages, when a copy is around (`OOMLAB_TEST_DEBS`
+    /// names a folder of .debs): the kernel comes out of linux-binary-*,
+    /// the config out of linux-base-*. Skipped loudly otherwise.
+    #[test]
+    fn real_seven_x_debs_when_available() {
+        let Some(dir) = std::env::var_os("OOMLAB_TEST_DEBS") else {
+            eprintln!("SKIPPED real_seven_x_debs_when_available: set OOMLAB_TEST_DEBS to a folder of kernel .debs");
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        let debs: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with(".deb"))
+            .collect();
+        let mut seen = 0;
+        for deb in debs {
+            let name = deb.file_name().unwrap().to_string_lossy().into_owned();
+            let x = tempfile::tempdir().unwrap();
+            if name.starts_with("linux-binary-") {
+                let e = extract_kernel(&deb, x.path()).unwrap();
+                assert!(name.contains(&e.release), "{name}: {e:?}");
+                assert!(e.config.is_none());
+                seen += 1;
+            } else if name.starts_with("linux-base-") {
+                let (k, c) = extract_members(&deb, x.path()).unwrap();
+                assert!(k.is_empty() && c.len() == 1, "{name}");
+                seen += 1;
+            }
+        }
+        eprintln!("checked {seen} 7.x packages in {}", dir.display());
     }
 }
