@@ -87,6 +87,17 @@ enum Cmd {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
+    /// List the kernel catalogue and what of it is cached; `--fetch NAME`
+    /// or `--all` fetches (kernel and config) and verifies. Exit 2 for an
+    /// unknown name, 3 when a fetch failed.
+    Kernels {
+        /// Fetch (or verify) this catalogue kernel.
+        #[arg(long, value_name = "NAME", conflicts_with = "all")]
+        fetch: Option<String>,
+        /// Fetch (or verify) every catalogue kernel.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +117,7 @@ fn main() -> ExitCode {
     rt.block_on(async {
         match cli.cmd {
             Cmd::Check { scenarios } => check(&scenarios),
+            Cmd::Kernels { fetch, all } => kernels(fetch.as_deref(), all),
             Cmd::Analyze {
                 inputs,
                 json,
@@ -195,6 +207,96 @@ fn check(paths: &[PathBuf]) -> ExitCode {
     }
     if bad {
         ExitCode::from(code::BAD_INPUT)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `oomlab kernels`: the catalogue, one line per kernel, with what the
+/// cache holds; fetching first when asked.
+fn kernels(fetch: Option<&str>, all: bool) -> ExitCode {
+    use oomlab::image::kernel::{self, CacheState};
+    let cat = match kernel::catalogue() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("oomlab: {e}");
+            return ExitCode::from(code::CANNOT_RUN);
+        }
+    };
+    let wanted: Vec<&str> = match (fetch, all) {
+        (Some(n), _) if cat.get(n).is_none() => {
+            eprintln!(
+                "oomlab: unknown kernel `{n}`: the catalogue has {}",
+                cat.names()
+            );
+            return ExitCode::from(code::BAD_INPUT);
+        }
+        (Some(n), _) => vec![n],
+        (None, true) => cat.kernels.iter().map(|k| k.name.as_str()).collect(),
+        (None, false) => Vec::new(),
+    };
+    let mut failed = false;
+    for name in wanted {
+        let entry = cat.get(name).expect("checked above");
+        eprintln!("oomlab: fetching {name} ({})", entry.origin());
+        match oomlab::image::resolve_kernel(name) {
+            Ok(k) if k.pinned => eprintln!(
+                "oomlab: {name}: ok, {} (sha256 {})",
+                k.path.display(),
+                k.sha256
+            ),
+            Ok(k) => match kernel::float_record(&k.path) {
+                Ok(rec) => eprintln!(
+                    "oomlab: {name}: FLOATED to {}={} (release {}); to pin it set `package: {}`, \
+                     `version: {}`, `release: {}`, `sha256: {}` in images/kernels.yaml",
+                    rec.package,
+                    rec.version,
+                    rec.release,
+                    rec.package,
+                    rec.version,
+                    rec.release,
+                    rec.sha256
+                ),
+                Err(e) => eprintln!("oomlab: {name}: NOT pinned: {e}"),
+            },
+            Err(e) => {
+                eprintln!("oomlab: {name}: {e}");
+                failed = true;
+                continue;
+            }
+        }
+        if let Err(e) = kernel::ensure_config(entry) {
+            eprintln!("oomlab: {name}: note: no config: {e}");
+        }
+    }
+    println!("{:<36} {:<28} {:<22} origin", "kernel", "release", "cached");
+    for k in &cat.kernels {
+        let (state, config) = match kernel::cache_state(k) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("oomlab: {e}");
+                return ExitCode::from(code::CANNOT_RUN);
+            }
+        };
+        let mut cached = match state {
+            CacheState::Pinned(_) => "yes".to_string(),
+            CacheState::Floated(_) => "FLOATED (not the pin)".to_string(),
+            CacheState::File(_, true) => "file".to_string(),
+            CacheState::File(_, false) => "file MISSING".to_string(),
+            CacheState::Absent => "no".to_string(),
+        };
+        if config.is_some() {
+            cached.push_str(", config");
+        }
+        let name = if k.name == cat.default {
+            format!("{} (default)", k.name)
+        } else {
+            k.name.clone()
+        };
+        println!("{name:<36} {:<28} {cached:<22} {}", k.release, k.origin());
+    }
+    if failed {
+        ExitCode::from(code::CANNOT_RUN)
     } else {
         ExitCode::SUCCESS
     }
