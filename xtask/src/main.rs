@@ -2,6 +2,7 @@
 //! entry points. Everything here is idempotent and says what it did.
 
 mod bench;
+mod kconfig;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -49,6 +50,13 @@ enum Cmd {
     Ci,
     /// Regenerate the key and event tables of protocol/PROTOCOL.md.
     ProtocolDoc,
+    /// Print the kernel config fragment a self-built kernel needs to boot
+    /// in oomlab (merge it with scripts/kconfig/merge_config.sh); with
+    /// --check, say what a built tree's .config lacks of it instead.
+    Kconfig {
+        #[arg(long, value_name = "DOT_CONFIG")]
+        check: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -120,6 +128,24 @@ fn real_main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench { runs } => bench::bench(&root, runs).map(|_| ExitCode::SUCCESS),
+        Cmd::Kconfig { check: None } => {
+            print!("{}", kconfig::fragment());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Kconfig { check: Some(path) } => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("read {}", path.display()))?;
+            let problems = kconfig::problems(&text);
+            for p in &problems {
+                println!("{}: {p}", path.display());
+            }
+            if problems.is_empty() {
+                println!("{}: has every option oomlab needs", path.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(ExitCode::FAILURE)
+            }
+        }
         Cmd::Ci => {
             for args in [
                 &["fmt", "--all", "--", "--check"][..],
