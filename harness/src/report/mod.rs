@@ -147,6 +147,9 @@ pub fn render_terminal(r: &Report) -> String {
         r.timings.wall_s,
         r.stop
     );
+    if let Some(cs) = &e.child_sacrifice {
+        let _ = writeln!(s, "  choice:   the kernel {}", cs.said);
+    }
     for n in &e.notes {
         let _ = writeln!(s, "  note:     {n}");
     }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::{
-    Agreement, Evidence, Judgement, RunRecord, Verdict, EARLY_LIVELOCK_MIN_KILLS,
+    Agreement, ChildSacrifice, Evidence, Judgement, RunRecord, Verdict, EARLY_LIVELOCK_MIN_KILLS,
     LIVELOCK_MIN_KILLS_OF_RESPAWNED,
 };
 use crate::scenario::Limits;
@@ -141,9 +141,75 @@ impl RunRecord {
         None
     }
 
+    /// What telemetry says a pid was.
+    fn role_of(&self, pid: u32) -> &'static str {
+        if self.master_pids.contains(&pid) {
+            "master"
+        } else if self.worker_spawns.iter().any(|(_, p)| *p == pid) {
+            "worker"
+        } else {
+            "other"
+        }
+    }
+
+    /// The kernel's choices that it did not kill itself, told about the
+    /// task it chose most often.
+    fn child_sacrifice(&self) -> Option<ChildSacrifice> {
+        let mut counts: Vec<(u32, usize)> = Vec::new();
+        for s in &self.sacrifices {
+            match counts.iter_mut().find(|(p, _)| *p == s.chosen_pid) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((s.chosen_pid, 1)),
+            }
+        }
+        let (pid, n) = counts.iter().copied().max_by_key(|(_, n)| *n)?;
+        let of_it: Vec<_> = self
+            .sacrifices
+            .iter()
+            .filter(|s| s.chosen_pid == pid)
+            .collect();
+        let first = of_it[0];
+        let role = self.role_of(pid);
+        let killed: Vec<u32> = of_it.iter().take(8).map(|s| s.killed_pid).collect();
+        let who = match role {
+            "master" => "the master".to_string(),
+            "worker" => format!("worker {pid}"),
+            _ => format!("{} {pid}", first.chosen_name),
+        };
+        let score = first
+            .score
+            .map_or_else(String::new, |s| format!(" (score {s})"));
+        let mut said = format!(
+            "chose {who}{score}, killed its child {} instead",
+            first.killed_pid
+        );
+        if n > 1 {
+            said.push_str(&format!(" ({n} times, child sacrifice: kernels up to 5.0)"));
+        } else {
+            said.push_str(" (child sacrifice: kernels up to 5.0)");
+        }
+        Some(ChildSacrifice {
+            kills: self.sacrifices.len(),
+            chosen_pid: pid,
+            chosen_name: first.chosen_name.clone(),
+            chosen_role: role.to_string(),
+            score: first.score,
+            killed,
+            said,
+        })
+    }
+
     pub fn judge(&self, limits: &Limits) -> Judgement {
         let evidence = self.evidence();
-        let (verdict, why) = self.decide(limits, &evidence);
+        let (verdict, mut why) = self.decide(limits, &evidence);
+        if let Some(cs) = &evidence.child_sacrifice {
+            if matches!(
+                verdict,
+                Verdict::Livelock | Verdict::Recovered | Verdict::Inconclusive
+            ) {
+                why.push_str(&format!("; the kernel {}", cs.said));
+            }
+        }
         Judgement {
             verdict,
             why,
@@ -225,6 +291,18 @@ impl RunRecord {
             );
         }
         if ev.kills_of_respawned < LIVELOCK_MIN_KILLS_OF_RESPAWNED {
+            // Workers that die on their own, many times over, are what
+            // keeps the tail from going quiet: say so instead of "observe
+            // longer", which would not help.
+            if self.worker_other_exits > self.workers.max(1) * 10 {
+                return (
+                    Verdict::Inconclusive,
+                    format!(
+                        "{} OOM kill(s), {} of re-forked workers: no loop of OOM kills, but {} workers exited on their own (no SIGKILL) and were re-forked: their allocations were refused, a respawn storm; kernels before 5.2 refuse (heuristic overcommit) any single mapping larger than the memory free at that moment, so let workers grow in steps (worker_step_mib)",
+                        ev.oom_kills, ev.kills_of_respawned, self.worker_other_exits
+                    ),
+                );
+            }
             return (
                 Verdict::Inconclusive,
                 format!(
@@ -309,6 +387,7 @@ impl RunRecord {
             agreement: self.agreement(),
             panic: self.panic.clone(),
             victims: self.kills.iter().take(8).cloned().collect(),
+            child_sacrifice: self.child_sacrifice(),
             notes,
         }
     }

@@ -15,7 +15,7 @@ mod judge;
 mod killers;
 mod record;
 
-pub use record::{KillRecord, Live, RunRecord, SetupStep, UserKill};
+pub use record::{KillRecord, Live, RunRecord, Sacrifice, SetupStep, UserKill};
 
 /// Fewest kills of respawned workers before a loop can be called early.
 const EARLY_LIVELOCK_MIN_KILLS: usize = 10;
@@ -108,7 +108,29 @@ pub struct Evidence {
     pub agreement: Agreement,
     pub panic: Option<String>,
     pub victims: Vec<KillRecord>,
+    /// The kernel chose one task and killed another (its child): <= 5.0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_sacrifice: Option<ChildSacrifice>,
     pub notes: Vec<String>,
+}
+
+/// What the kernel did when it chose one task and killed another, told
+/// about the task it chose most often.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChildSacrifice {
+    /// Kills of another task than the chosen one (all choices).
+    pub kills: usize,
+    pub chosen_pid: u32,
+    pub chosen_name: String,
+    /// `master`, `worker`, `canary`... as telemetry knows the pid; `other`.
+    pub chosen_role: String,
+    /// The badness score the kernel printed.
+    pub score: Option<i64>,
+    /// The first tasks killed in its stead.
+    pub killed: Vec<u32>,
+    /// One sentence, e.g. "chose the master (score 970), killed its child
+    /// 50 instead".
+    pub said: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

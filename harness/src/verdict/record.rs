@@ -43,6 +43,17 @@ pub struct KillRecord {
     pub anon_rss_kb: Option<u64>,
 }
 
+/// A kernel (<= 5.0) that chose one task and killed another: `Kill
+/// process P ... or sacrifice child` followed by `Killed process C`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sacrifice {
+    pub t: Option<f64>,
+    pub chosen_pid: u32,
+    pub chosen_name: String,
+    pub score: Option<i64>,
+    pub killed_pid: u32,
+}
+
 /// Everything observed in one run, in guest time.
 #[derive(Debug, Default, Clone)]
 pub struct RunRecord {
@@ -55,6 +66,10 @@ pub struct RunRecord {
     pub oom_invocations: usize,
     pub chosen: usize,
     pub kills: Vec<KillRecord>,
+    /// Kills of another task than the one the kernel chose.
+    pub sacrifices: Vec<Sacrifice>,
+    /// The last `Kill process` choice, until its `Killed process` line.
+    pending_choice: Option<(u32, String, Option<i64>)>,
     pub reaped: usize,
     pub oom_group_kills: usize,
     pub panic: Option<String>,
@@ -145,13 +160,31 @@ impl RunRecord {
         }
         match &ev {
             KernelEvent::OomInvoked { .. } => self.oom_invocations += 1,
-            KernelEvent::KillChosen { .. } => self.chosen += 1,
-            KernelEvent::Killed(k) => self.kills.push(KillRecord {
-                t,
-                pid: k.pid,
-                name: k.name.clone(),
-                anon_rss_kb: k.anon_rss_kb,
-            }),
+            KernelEvent::KillChosen {
+                pid, name, score, ..
+            } => {
+                self.chosen += 1;
+                self.pending_choice = Some((*pid, name.clone(), *score));
+            }
+            KernelEvent::Killed(k) => {
+                if let Some((pid, name, score)) = self.pending_choice.take() {
+                    if pid != k.pid {
+                        self.sacrifices.push(Sacrifice {
+                            t,
+                            chosen_pid: pid,
+                            chosen_name: name,
+                            score,
+                            killed_pid: k.pid,
+                        });
+                    }
+                }
+                self.kills.push(KillRecord {
+                    t,
+                    pid: k.pid,
+                    name: k.name.clone(),
+                    anon_rss_kb: k.anon_rss_kb,
+                })
+            }
             KernelEvent::Reaped { .. } => self.reaped += 1,
             KernelEvent::OomGroup { .. } => self.oom_group_kills += 1,
             KernelEvent::Panic { reason } if self.panic.is_none() => {
