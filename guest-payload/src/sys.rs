@@ -112,6 +112,25 @@ pub fn set_comm(name: &CStr) {
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
 }
 
+/// Drops to `uid` (gid the same number, no supplementary groups), for
+/// good: setuid as root sets the saved uid too.
+pub fn drop_to_uid(uid: u32) -> io::Result<()> {
+    // SAFETY: plain syscalls on ourselves; setgroups gets no pointer with
+    // a zero count.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setgid(uid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 pub fn getpid() -> i32 {
     // SAFETY: always succeeds.
     unsafe { libc::getpid() }

@@ -49,6 +49,14 @@ pub fn setup(what: &str, ok: bool, detail: &str) {
     });
 }
 
+/// A workload step's outcome (not a mitigation), as a `setup` event.
+pub fn setup_step(what: &str, detail: &str, res: &std::io::Result<()>) {
+    match res {
+        Ok(()) => setup(what, true, detail),
+        Err(e) => setup(what, false, &format!("{detail}: {e}")),
+    }
+}
+
 /// Pids are positive and fit u32; anything else is reported as 0.
 fn pid_u32(pid: i32) -> u32 {
     u32::try_from(pid).unwrap_or(0)

@@ -33,6 +33,18 @@ pub fn run(sc: &Scenario, plan: &Plan, report_ok: bool) -> ! {
             mitigate::report("oom_score_adj", &detail, &res.map(|_| ()));
         }
     }
+    // After the oom_score_adj write: lowering it needs the privilege the
+    // worker is about to drop.
+    if let Some(uid) = sc.worker_uid {
+        let res = sys::drop_to_uid(uid);
+        if res.is_err() || report_ok {
+            crate::telemetry::setup_step(
+                "worker_uid",
+                &format!("worker uid={uid} gid={uid}"),
+                &res,
+            );
+        }
+    }
     let total = usize::try_from(sc.worker_mem_kib.saturating_mul(1024)).unwrap_or(usize::MAX);
     let step = match usize::try_from(sc.worker_step_kib.saturating_mul(1024)) {
         Ok(0) | Err(_) => total,

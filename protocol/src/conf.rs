@@ -264,6 +264,8 @@ guest_conf! {
     canary_ms: one u64 = 100;
     /// `/proc/meminfo` + `/proc/vmstat` sample period, ms (0 = only the baseline sample).
     sample_ms: one u64 = 500;
+    /// Workers drop to this uid (and gid) right after fork, as nginx's do; the master stays root (absent: workers stay root).
+    worker_uid: opt u32;
     /// A mitigation under test, as `kind field=value ...` (see the
     /// mitigation tables below).
     mitigation: many Mitigation;

@@ -472,6 +472,7 @@ pub async fn boot_and_judge(
         stop: out.stop,
         out_dir: Some(out_dir.to_path_buf()),
         qemu_argv: out.argv,
+        worker_uid: scenario.workload.worker_uid,
         programs: programs
             .iter()
             .map(|p| report::ProgramInfo {

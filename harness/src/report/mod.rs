@@ -61,6 +61,9 @@ pub struct Report {
     /// Where the raw console log, telemetry and this report were kept.
     pub out_dir: Option<PathBuf>,
     pub qemu_argv: Vec<String>,
+    /// The uid the workers ran as (the master stays root), when not root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_uid: Option<u32>,
     /// Real programs packed into the guest (earlyoom...), with their
     /// Debian package versions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -109,6 +112,9 @@ pub fn render_terminal(r: &Report) -> String {
         r.kernel.release.as_deref().unwrap_or("release unknown"),
         r.kernel.name
     );
+    if let Some(uid) = r.worker_uid {
+        let _ = writeln!(s, "  workers:  uid {uid} (master root)");
+    }
     let _ = writeln!(
         s,
         "  oom:      {} kills ({} of re-forked workers), {} respawns, first at {}, last at {}, {}",

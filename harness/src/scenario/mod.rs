@@ -137,6 +137,10 @@ pub struct Workload {
     pub respawn_delay_ms: u32,
     pub canary_ms: u32,
     pub sample_ms: u32,
+    /// Workers run as this uid (and gid), the master as root, as nginx's
+    /// `user` directive does; absent: workers stay root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_uid: Option<u32>,
 }
 
 impl Default for Workload {
@@ -151,6 +155,7 @@ impl Default for Workload {
             respawn_delay_ms: 0,
             canary_ms: 100,
             sample_ms: 500,
+            worker_uid: None,
         }
     }
 }
@@ -432,6 +437,16 @@ impl Scenario {
                 ),
             ));
         }
+        if let Some(uid) = w.worker_uid {
+            if uid == 0 || uid == u32::MAX {
+                return Err(bad(
+                    "workload.worker_uid",
+                    format!(
+                        "{uid} is not an unprivileged uid (1..=4294967294; leave it out for root)"
+                    ),
+                ));
+            }
+        }
         if w.respawn != Respawn::Delay && w.respawn_delay_ms != 0 {
             return Err(bad(
                 "workload.respawn_delay_ms",
@@ -469,6 +484,7 @@ impl Scenario {
             respawn_delay_ms: u64::from(w.respawn_delay_ms),
             canary_ms: u64::from(w.canary_ms),
             sample_ms: u64::from(w.sample_ms),
+            worker_uid: w.worker_uid,
             ..GuestConf::default()
         };
         c.mitigation = self.mitigations.clone();

@@ -1,0 +1,94 @@
+//! `worker_uid`: workers drop to an unprivileged uid right after fork (after
+//! their own oom_score_adj write), the master stays root, as nginx does.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\":");
+    let rest = &line[line.find(&pat)? + pat.len()..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    Some(rest[..end].trim_matches('"'))
+}
+
+fn uid_of(pid: &str) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn workers_run_as_the_given_uid_master_as_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "SKIPPED workers_run_as_the_given_uid_master_as_root: needs root to drop privileges"
+        );
+        return;
+    }
+    let conf = std::env::temp_dir().join(format!("oomlab-uid-{}.conf", std::process::id()));
+    std::fs::write(
+        &conf,
+        "name=uid\nduration_ms=1500\nworkers=2\nworker_mem_kib=512\ncanary_ms=50\n\
+         worker_uid=2188\nmitigation=oom_score_adj master=1000 workers=0\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_guest-payload"))
+        .env("OOMLAB_PAYLOAD_SELFTEST", "1")
+        .env("OOMLAB_SCENARIO", &conf)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut uids = Vec::new();
+    let mut master_uid = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("\"ev\":\"spawn\"") {
+            let pid = field(&line, "pid").unwrap().to_string();
+            if line.contains("\"role\":\"master\"") {
+                master_uid = uid_of(&pid);
+            }
+        }
+        // The first `setup worker_uid` comes from a worker that has dropped.
+        if line.contains("\"what\":\"worker_uid\"") && uids.is_empty() {
+            for l in &lines {
+                let l: &String = l;
+                if l.contains("\"role\":\"worker\"") && l.contains("\"spawn\"") {
+                    let pid = field(l, "pid").unwrap();
+                    // Workers drop right after fork; give a late one a moment.
+                    for _ in 0..50 {
+                        if uid_of(pid) == Some(2188) {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    uids.push(uid_of(pid));
+                }
+            }
+        }
+        lines.push(line);
+    }
+    assert!(child.wait().unwrap().success());
+    std::fs::remove_file(&conf).ok();
+    let all = lines.join("\n");
+    assert!(
+        all.contains("\"what\":\"worker_uid\",\"ok\":true,\"detail\":\"worker uid=2188 gid=2188\""),
+        "{all}"
+    );
+    assert_eq!(master_uid, Some(0), "{all}");
+    assert!(
+        !uids.is_empty() && uids.iter().all(|u| *u == Some(2188)),
+        "{uids:?}\n{all}"
+    );
+    // The worker set its oom_score_adj (0, below the master's 1000 it
+    // inherited) before dropping root, which a uid-2188 process could not.
+    assert!(
+        all.contains(
+            "\"what\":\"oom_score_adj\",\"ok\":true,\"detail\":\"worker oom_score_adj=0\""
+        ),
+        "{all}"
+    );
+    assert!(!all.contains("\"detail\":\"worker=0: "), "{all}");
+}
