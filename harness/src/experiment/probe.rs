@@ -11,7 +11,7 @@ use super::{blocking, cancel_on, scratch_dir, ExperimentError};
 use crate::image::{self, KernelImage};
 use crate::scenario::{Accel, Limits, Scenario, VmSpec, Workload};
 use crate::verdict::{Live, RunRecord};
-use crate::vm::accel::{self, AccelDecision, ProbeResult};
+use crate::vm::accel::{self, AccelDecision, KvmStatus, ProbeResult};
 use crate::vm::{self, AccelKind, StopReason, VmConfig};
 
 /// The probe's guest: one tiny worker, half a second, then power-off.
@@ -59,13 +59,14 @@ async fn probe_kvm(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let result = |kvm_works, detail: String| ProbeResult {
-        kvm_works,
+    let result = |status: KvmStatus, detail: String| ProbeResult {
+        kvm_works: status == KvmStatus::Works,
         detail,
         when,
+        status: Some(status),
     };
-    if let Err(why) = accel::kvm_device_check(Path::new("/dev/kvm")) {
-        return Ok(result(false, why.to_string()));
+    if let Err(status) = accel::kvm_device_check(Path::new("/dev/kvm")) {
+        return Ok(result(status.clone(), status.sentence()));
     }
     let sc = probe_scenario();
     let scratch = scratch_dir()?;
@@ -103,24 +104,25 @@ async fn probe_kvm(
     }
     let took = started.elapsed().as_secs_f64();
     Ok(if record.ready_t.is_some() && record.done_t.is_some() {
-        result(true, format!("payload ran to `done` in {took:.1} s"))
+        result(
+            KvmStatus::Works,
+            format!("payload ran to `done` in {took:.1} s"),
+        )
     } else {
         let qemu_said = out.qemu_stderr.lines().next().unwrap_or("");
-        result(
-            false,
-            format!(
-                "booting under KVM failed after {took:.1} s ({}, {}, {} console lines) {qemu_said}",
-                out.stop,
-                if record.ready_t.is_some() {
-                    "payload started"
-                } else {
-                    "payload never started"
-                },
-                record.console_lines
-            )
-            .trim_end()
-            .to_string(),
+        let detail = format!(
+            "booting under KVM failed after {took:.1} s ({}, {}, {} console lines) {qemu_said}",
+            out.stop,
+            if record.ready_t.is_some() {
+                "payload started"
+            } else {
+                "payload never started"
+            },
+            record.console_lines
         )
+        .trim_end()
+        .to_string();
+        result(KvmStatus::Unusable(detail.clone()), detail)
     })
 }
 
