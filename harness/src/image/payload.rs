@@ -102,16 +102,57 @@ fn workspace_above(start: &Path) -> Option<PathBuf> {
 /// lives in `target/`), else above the current directory, else where this
 /// crate was compiled from.
 pub fn workspace_root() -> Option<PathBuf> {
+    local_workspace_root().or_else(|| workspace_above(Path::new(env!("CARGO_MANIFEST_DIR"))))
+}
+
+/// The workspace the running executable or the current directory is in;
+/// not the one it was compiled from (an installed binary has none).
+fn local_workspace_root() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok();
-    exe.as_deref()
-        .and_then(workspace_above)
-        .or_else(|| {
-            std::env::current_dir()
-                .ok()
-                .as_deref()
-                .and_then(workspace_above)
-        })
-        .or_else(|| workspace_above(Path::new(env!("CARGO_MANIFEST_DIR"))))
+    exe.as_deref().and_then(workspace_above).or_else(|| {
+        std::env::current_dir()
+            .ok()
+            .as_deref()
+            .and_then(workspace_above)
+    })
+}
+
+/// The payload built with this binary (harness/build.rs), empty when that
+/// build could not make one.
+pub static EMBEDDED: &[u8] = include_bytes!(env!("OOMLAB_EMBEDDED_PAYLOAD"));
+/// The target it was built for (`x86_64-unknown-linux-musl`...), or empty.
+pub const EMBEDDED_TARGET: &str = env!("OOMLAB_EMBEDDED_PAYLOAD_TARGET");
+/// Why nothing was embedded, if nothing was.
+pub const EMBEDDED_NOTE: &str = env!("OOMLAB_EMBEDDED_PAYLOAD_NOTE");
+
+/// Writes `bytes` to `<cache>/payload/<sha256>/guest-payload` (once; the
+/// name is the content) and returns that path.
+pub fn cache_embedded(cache: &Path, bytes: &[u8]) -> Result<PathBuf, ImageError> {
+    use sha2::{Digest, Sha256};
+    let sha = super::kernel::hex(&Sha256::digest(bytes));
+    let dir = cache.join("payload").join(&sha);
+    let path = dir.join(PACKAGE);
+    if path.is_file() && super::kernel::sha256_file(&path).ok().as_deref() == Some(sha.as_str()) {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ImageError::io(format!("create {}", dir.display()), e))?;
+    crate::atomic::write_atomic(&path, |w| std::io::Write::write_all(w, bytes))
+        .map_err(|e| ImageError::io(format!("write {}", path.display()), e))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| ImageError::io(format!("chmod {}", path.display()), e))?;
+    Ok(path)
+}
+
+/// The embedded payload, in the cache.
+fn embedded_payload() -> Result<PathBuf, ImageError> {
+    if EMBEDDED.is_empty() {
+        return Err(ImageError::PayloadNotFound(format!(
+            "this oomlab was built without an embedded payload ({EMBEDDED_NOTE})"
+        )));
+    }
+    cache_embedded(&super::cache_dir()?, EMBEDDED)
 }
 
 /// Cargo's target directory for `root`, honouring `CARGO_TARGET_DIR`.
@@ -238,6 +279,11 @@ fn is_stale(binary: &Path, crate_dir: &Path) -> bool {
     matches!((built, sources), (Some(b), Some(s)) if s > b)
 }
 
+/// `$OOMLAB_PAYLOAD` if set; else, in an oomlab workspace (the binary's or
+/// the current directory's), its newest payload build, rebuilt when older
+/// than its sources; else the payload embedded in this binary (written to
+/// the cache, named by its sha256); else the workspace this binary was
+/// compiled from.
 pub fn locate_payload() -> Result<PathBuf, ImageError> {
     if let Some(p) = std::env::var_os("OOMLAB_PAYLOAD").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
@@ -249,6 +295,25 @@ pub fn locate_payload() -> Result<PathBuf, ImageError> {
                 p.display()
             )))
         };
+    }
+    let local = local_workspace_root();
+    if let Some(root) = &local {
+        if let Some(p) = newest(&candidates(root)) {
+            if !is_stale(&p, &root.join("guest-payload")) {
+                return Ok(p);
+            }
+        }
+    }
+    // No fresh workspace build: the embedded payload was built from the
+    // sources this binary was (cargo reruns the build script when they
+    // change), so it is the code as it is.
+    let exe_fresh = match (&local, std::env::current_exe()) {
+        (Some(root), Ok(exe)) => !is_stale(&exe, &root.join("guest-payload")),
+        _ => true,
+    };
+    let embedded = embedded_payload();
+    if exe_fresh && embedded.is_ok() || local.is_none() && workspace_root().is_none() {
+        return embedded;
     }
     let root = workspace_root().ok_or_else(|| {
         ImageError::PayloadNotFound(
@@ -283,6 +348,46 @@ pub fn locate_payload() -> Result<PathBuf, ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embedded_payload_is_cached_by_content() {
+        let d = tempfile::tempdir().unwrap();
+        let a = cache_embedded(d.path(), b"\x7fELF payload one").unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"\x7fELF payload one");
+        assert_eq!(cache_embedded(d.path(), b"\x7fELF payload one").unwrap(), a);
+        let b = cache_embedded(d.path(), b"\x7fELF payload two").unwrap();
+        assert_ne!(a, b);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&b).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        // A damaged copy is rewritten.
+        std::fs::write(&a, b"junk").unwrap();
+        assert_eq!(
+            std::fs::read(cache_embedded(d.path(), b"\x7fELF payload one").unwrap()).unwrap(),
+            b"\x7fELF payload one"
+        );
+    }
+
+    #[test]
+    fn this_build_embeds_a_static_payload() {
+        if EMBEDDED.is_empty() {
+            eprintln!("SKIPPED this_build_embeds_a_static_payload: {EMBEDDED_NOTE}");
+            return;
+        }
+        assert_eq!(&EMBEDDED[..4], b"\x7fELF");
+        assert!(EMBEDDED_TARGET == MUSL || EMBEDDED_TARGET == GNU);
+        // Static: no PT_INTERP program header (ELF64, little endian).
+        let phoff = u64::from_le_bytes(EMBEDDED[0x20..0x28].try_into().unwrap()) as usize;
+        let phentsize = u16::from_le_bytes([EMBEDDED[0x36], EMBEDDED[0x37]]) as usize;
+        let phnum = u16::from_le_bytes([EMBEDDED[0x38], EMBEDDED[0x39]]) as usize;
+        for i in 0..phnum {
+            let at = phoff + i * phentsize;
+            let p_type = u32::from_le_bytes(EMBEDDED[at..at + 4].try_into().unwrap());
+            assert_ne!(p_type, 3, "the embedded payload has an interpreter");
+        }
+    }
 
     #[test]
     fn workspace_manifest_detection() {

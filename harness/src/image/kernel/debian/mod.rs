@@ -447,10 +447,7 @@ pub fn kernel_files(root: &Path) -> Found {
 /// `dpkg-deb --fsys-tarfile DEB | tar -x` of the kernel and its config
 /// only, not the ~100 MB of modules. The package may hold no kernel (7.x
 /// `linux-base-*` holds only the config): `Ok` with what was there.
-pub(crate) fn extract_members(
-    deb: &Path,
-    into: &Path,
-) -> Result<Found, ImageError> {
+pub(crate) fn extract_members(deb: &Path, into: &Path) -> Result<Found, ImageError> {
     std::fs::create_dir_all(into).map_err(|e| ImageError::io("create extract dir", e))?;
     let spawn_err = |cmd: &str| {
         let cmd = cmd.to_string();
