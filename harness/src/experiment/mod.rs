@@ -254,7 +254,12 @@ pub async fn prepare(
     // Fetching a kernel or building the payload can take minutes: a signal
     // must end the wait, not queue behind it.
     let kernel = interruptible(
-        blocking(move || image::resolve_kernel(&kernel_spec)),
+        blocking(move || {
+            // Its PVH image is made (once) here too, off the async thread.
+            image::resolve_kernel(&kernel_spec).inspect(|k| {
+                image::kernel::boot_image(k);
+            })
+        }),
         cancel.clone(),
     )
     .await?;
@@ -369,7 +374,7 @@ pub async fn boot_and_judge(
     let cfg = VmConfig {
         qemu,
         accel: decision.used,
-        kernel: kernel.path.clone(),
+        kernel: image::kernel::boot_image(&kernel),
         initrd,
         memory_mib: scenario.vm.memory_mib,
         cpus: scenario.vm.cpus,

@@ -78,7 +78,7 @@ async fn probe_kvm(
     let cfg = VmConfig {
         qemu: qemu.to_path_buf(),
         accel: AccelKind::Kvm,
-        kernel: kernel.path.clone(),
+        kernel: image::kernel::boot_image(kernel),
         initrd,
         memory_mib: sc.vm.memory_mib,
         cpus: sc.vm.cpus,
