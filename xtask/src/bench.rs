@@ -112,31 +112,58 @@ pub fn markdown(runs: &[RunResult], header: &str) -> String {
     s
 }
 
-pub fn bench(root: &Path, runs: usize) -> Result<()> {
+/// What to time: the seed scenario by default, on its default kernel.
+#[derive(Debug, Default, Clone)]
+pub struct BenchSpec {
+    pub scenario: Option<std::path::PathBuf>,
+    pub kernel: Option<String>,
+    /// Names the markdown file (`target/bench/<label>.md`) and its title.
+    pub label: Option<String>,
+}
+
+pub fn bench(root: &Path, runs: usize, spec: &BenchSpec) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
+    }
+    let scenario = spec
+        .scenario
+        .as_ref()
+        .map_or_else(|| SCENARIO.to_string(), |p| p.display().to_string());
+    let label = spec.label.clone().unwrap_or_else(|| "seed".to_string());
+    if label.is_empty()
+        || !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        bail!("--label `{label}`: use letters, digits, . _ -");
     }
     crate::cargo(&["build", "--release", "-p", "oomlab"])?;
     let bin = oomlab::image::payload::target_dir(root).join("release/oomlab");
     if !bin.is_file() {
         bail!("{} missing after the release build", bin.display());
     }
-    let out_dir = root.join("target/bench");
+    let out_dir = root.join("target/bench").join(&label);
     std::fs::create_dir_all(&out_dir).with_context(|| format!("create {}", out_dir.display()))?;
     let mut results = Vec::new();
     for i in 1..=runs {
         let json = out_dir.join(format!("r{i}.json"));
         let _ = std::fs::remove_file(&json);
+        let run_dir = out_dir.join(format!("r{i}"));
+        let _ = std::fs::remove_dir_all(&run_dir);
         println!(
-            "+ oomlab run {SCENARIO} --json {}  ({i}/{runs})",
+            "+ oomlab run {scenario} --json {}  ({i}/{runs})",
             json.display()
         );
         let started = std::time::Instant::now();
-        let status = Command::new(&bin)
-            .args(["run", SCENARIO, "--json"])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["run", &scenario, "--json"])
             .arg(&json)
             .arg("--out")
-            .arg(out_dir.join(format!("r{i}")))
+            .arg(&run_dir);
+        if let Some(k) = &spec.kernel {
+            cmd.args(["--kernel", k]);
+        }
+        let status = cmd
             .status()
             .with_context(|| format!("run {}", bin.display()))?;
         let text = std::fs::read_to_string(&json)
@@ -147,9 +174,13 @@ pub fn bench(root: &Path, runs: usize) -> Result<()> {
         r.command_s = Some(started.elapsed().as_secs_f64());
         results.push(r);
     }
-    let md = markdown(&results, &format!("# {SCENARIO}: {runs} runs"));
+    let kernel = spec.kernel.as_deref().unwrap_or("its default kernel");
+    let md = markdown(
+        &results,
+        &format!("# {label}: {scenario} on {kernel}: {runs} runs"),
+    );
     println!("\n{md}");
-    let md_path = out_dir.join("seed.md");
+    let md_path = root.join("target/bench").join(format!("{label}.md"));
     std::fs::write(&md_path, &md).with_context(|| format!("write {}", md_path.display()))?;
     println!("written to {}", md_path.display());
     Ok(())

@@ -41,10 +41,20 @@ enum Cmd {
     Test,
     /// setup, then run the two demo scenarios.
     Demo,
-    /// Time the seed scenario: N runs, min/median/max, markdown in target/bench/seed.md.
+    /// Time the seed scenario: N runs, min/median/max, markdown in
+    /// target/bench/<label>.md (seed.md by default).
     Bench {
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Another scenario file.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// A catalogue kernel (or a path) instead of the scenario's.
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Names the output (target/bench/<label>.md).
+        #[arg(long)]
+        label: Option<String>,
     },
     /// fmt --check, clippy -D warnings, then test.
     Ci,
@@ -127,7 +137,21 @@ fn real_main() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench { runs } => bench::bench(&root, runs).map(|_| ExitCode::SUCCESS),
+        Cmd::Bench {
+            runs,
+            scenario,
+            kernel,
+            label,
+        } => bench::bench(
+            &root,
+            runs,
+            &bench::BenchSpec {
+                scenario,
+                kernel,
+                label,
+            },
+        )
+        .map(|_| ExitCode::SUCCESS),
         Cmd::Kconfig { check: None } => {
             print!("{}", kconfig::fragment());
             Ok(ExitCode::SUCCESS)
