@@ -37,7 +37,7 @@ impl Master<'_> {
             match sys::fork() {
                 Ok(Fork::Child) => {
                     sys::unblock_all_signals();
-                    worker::run(self.sc, self.plan, self.forked == 0);
+                    worker::run(self.sc, self.plan, self.forked == 0, self.pid);
                 }
                 Ok(Fork::Parent(pid)) => {
                     self.forked += 1;

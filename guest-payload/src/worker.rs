@@ -21,8 +21,30 @@ fn touch(ptr: *mut u8, len: usize, val: u8) {
 
 /// `report_ok`: only the first worker reports a successful setup, so a
 /// respawn loop does not flood the telemetry line with copies.
-pub fn run(sc: &Scenario, plan: &Plan, report_ok: bool) -> ! {
+/// `master`: the pid of the process that forked this worker.
+pub fn run(sc: &Scenario, plan: &Plan, report_ok: bool, master: i32) -> ! {
     sys::set_comm(c"nginx");
+    if sc.worker_die_with_master {
+        // SAFETY: plain prctl/getppid on ourselves.
+        let res = if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        };
+        // The master may have died before the prctl: then go now.
+        // SAFETY: as above.
+        if res.is_ok() && unsafe { libc::getppid() } != master {
+            // SAFETY: _exit skips atexit handlers inherited from the parent.
+            unsafe { libc::_exit(0) };
+        }
+        if res.is_err() || report_ok {
+            crate::telemetry::setup_step(
+                "worker_die_with_master",
+                "PR_SET_PDEATHSIG SIGKILL",
+                &res,
+            );
+        }
+    }
     if let Some(adj) = plan.worker_adj {
         let res = mitigate::set_own_oom_score_adj(adj);
         if res.is_err() || report_ok {

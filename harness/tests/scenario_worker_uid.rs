@@ -32,3 +32,24 @@ fn worker_uid_must_be_unprivileged() {
         assert!(e.contains("worker_uid"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn worker_die_with_master_reaches_scenario_conf() {
+    let s = parse("  worker_die_with_master: true\n").unwrap();
+    assert!(s.workload.worker_die_with_master);
+    assert!(s
+        .guest_conf()
+        .render()
+        .contains("worker_die_with_master=1\n"));
+    assert!(parse("")
+        .unwrap()
+        .guest_conf()
+        .render()
+        .contains("worker_die_with_master=0\n"));
+    let shipped = Scenario::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scenarios/kill-master-first-2.6.32.yaml"),
+    )
+    .unwrap();
+    assert!(shipped.workload.worker_die_with_master);
+}

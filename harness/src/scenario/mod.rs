@@ -141,6 +141,9 @@ pub struct Workload {
     /// `user` directive does; absent: workers stay root.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_uid: Option<u32>,
+    /// Workers get SIGKILL when their master dies (`PR_SET_PDEATHSIG`)
+    /// instead of living on as orphans.
+    pub worker_die_with_master: bool,
 }
 
 impl Default for Workload {
@@ -156,6 +159,7 @@ impl Default for Workload {
             canary_ms: 100,
             sample_ms: 500,
             worker_uid: None,
+            worker_die_with_master: false,
         }
     }
 }
@@ -485,6 +489,7 @@ impl Scenario {
             canary_ms: u64::from(w.canary_ms),
             sample_ms: u64::from(w.sample_ms),
             worker_uid: w.worker_uid,
+            worker_die_with_master: w.worker_die_with_master,
             ..GuestConf::default()
         };
         c.mitigation = self.mitigations.clone();

@@ -106,6 +106,9 @@ pub struct RunRecord {
     /// The canary's tick period (seconds): how long a silence means it
     /// stopped.
     pub canary_period_s: f64,
+    /// Workers get SIGKILL when their master dies: such deaths of orphans
+    /// are not OOM kills.
+    pub workers_die_with_master: bool,
     /// Both streams' events in arrival order (task-table rows left out).
     pub timeline: Vec<TimelineEntry>,
     /// The same stateful parser `analyze` uses (task-table columns differ
@@ -126,6 +129,7 @@ impl RunRecord {
     pub fn for_workload(w: &crate::scenario::Workload) -> Self {
         RunRecord {
             canary_period_s: f64::from(w.canary_ms) / 1000.0,
+            workers_die_with_master: w.worker_die_with_master,
             ..RunRecord::new(w.workers as usize)
         }
     }
@@ -252,6 +256,10 @@ impl RunRecord {
                     Role::Master => {
                         self.master_exit_t.get_or_insert(tel.t);
                     }
+                    // An orphan is a worker whose master died; with
+                    // PR_SET_PDEATHSIG that death killed it, not the OOM
+                    // killer (whose kills the console counts anyway).
+                    Role::Orphan if self.workers_die_with_master => {}
                     Role::Worker | Role::Orphan => {
                         if *signal == Some(libc::SIGKILL) {
                             self.worker_sigkills += 1;
