@@ -27,8 +27,8 @@ fn binary_outside_the_tree_runs_the_seed() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
-    let text = std::fs::read_to_string(&json)
-        .unwrap_or_else(|e| panic!("no report ({e}):\n{stderr}"));
+    let text =
+        std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("no report ({e}):\n{stderr}"));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["verdict"], "livelock", "{stderr}");
     // The payload came out of the binary, into the cache by its sha256.
