@@ -34,7 +34,7 @@ fn binary_outside_the_tree_runs_the_seed() {
     // The payload came out of the binary, into the cache by its sha256.
     let line = stderr
         .lines()
-        .find(|l| l.starts_with("oomlab: payload "))
+        .find(|l| l.starts_with("oomlab: payload /"))
         .unwrap_or_else(|| panic!("no payload line:\n{stderr}"));
     assert!(line.contains("/payload/"), "{line}");
     assert!(!line.contains(&root().display().to_string()), "{line}");
