@@ -24,7 +24,7 @@ fn touch(ptr: *mut u8, len: usize, val: u8) {
 /// `master`: the pid of the process that forked this worker.
 pub fn run(sc: &Scenario, plan: &Plan, report_ok: bool, master: i32) -> ! {
     sys::set_comm(c"nginx");
-    if sc.worker_die_with_master {
+    if sc.worker_die_with_master == Some(true) {
         // SAFETY: plain prctl/getppid on ourselves.
         let res = if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
             Err(std::io::Error::last_os_error())

@@ -266,8 +266,8 @@ guest_conf! {
     sample_ms: one u64 = 500;
     /// Workers drop to this uid (and gid) right after fork, as nginx's do; the master stays root (absent: workers stay root).
     worker_uid: opt u32;
-    /// Workers die (SIGKILL, `PR_SET_PDEATHSIG`) when their master dies, instead of living on as orphans.
-    worker_die_with_master: one bool = false;
+    /// Workers die (SIGKILL, `PR_SET_PDEATHSIG`) when their master dies, instead of living on as orphans (absent: they live on).
+    worker_die_with_master: opt bool;
     /// A mitigation under test, as `kind field=value ...` (see the
     /// mitigation tables below).
     mitigation: many Mitigation;

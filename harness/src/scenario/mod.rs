@@ -489,7 +489,7 @@ impl Scenario {
             canary_ms: u64::from(w.canary_ms),
             sample_ms: u64::from(w.sample_ms),
             worker_uid: w.worker_uid,
-            worker_die_with_master: w.worker_die_with_master,
+            worker_die_with_master: w.worker_die_with_master.then_some(true),
             ..GuestConf::default()
         };
         c.mitigation = self.mitigations.clone();
