@@ -448,11 +448,12 @@ pub async fn boot_and_judge(
     {
         log_errors.push(format!("writing timeline.jsonl failed: {e}"));
     }
+    let expected = scenario.expected_for(&kernel.name, record.kernel_release.as_deref());
     let report = Report {
         scenario: scenario.name.clone(),
         verdict: judgement.verdict,
-        expected: scenario.expect,
-        matches: scenario.expect.is_none_or(|e| e == judgement.verdict),
+        expected,
+        matches: expected.is_none_or(|e| e == judgement.verdict),
         why: judgement.why,
         accel: decision.used,
         accel_decision: decision,

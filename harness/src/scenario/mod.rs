@@ -33,6 +33,12 @@ pub struct Scenario {
     /// The verdict this scenario should produce; exit code 1 when it differs.
     #[serde(default)]
     pub expect: Option<Verdict>,
+    /// Kernels on which another verdict is expected: keys are catalogue
+    /// names, `uname -r` releases, or patterns with `*` (`"2.6.32*"`,
+    /// `"*-rt-amd64"`); an exact key beats a pattern, a longer pattern a
+    /// shorter one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub expect_kernels: std::collections::BTreeMap<String, Verdict>,
     #[serde(default)]
     pub vm: VmSpec,
     #[serde(default)]
@@ -476,7 +482,46 @@ impl Scenario {
     }
 }
 
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 impl Scenario {
+    /// The verdict expected on a kernel (catalogue name or file name, and
+    /// its `uname -r` when known): `expect_kernels` first, else `expect`.
+    pub fn expected_for(&self, kernel: &str, release: Option<&str>) -> Option<Verdict> {
+        let names = [Some(kernel), release];
+        let exact = self
+            .expect_kernels
+            .iter()
+            .find(|(k, _)| names.contains(&Some(k.as_str())));
+        if let Some((_, v)) = exact {
+            return Some(*v);
+        }
+        self.expect_kernels
+            .iter()
+            .filter(|(k, _)| k.contains('*') && names.iter().flatten().any(|n| glob_match(k, n)))
+            .max_by_key(|(k, _)| k.len())
+            .map(|(_, v)| *v)
+            .or(self.expect)
+    }
+
     /// `vm.kernel` must be a catalogue name (`known`) or an existing file:
     /// checked before anything boots, so a typo is bad input (exit 2), not a
     /// run that could not happen. `text` is the file's YAML, for the line.

@@ -230,3 +230,34 @@ fn line_of_field_follows_the_path() {
     assert_eq!(line_of_field(text, "vm.cpus"), 2);
     assert_eq!(line_of_field(text, "workload.workers"), 0);
 }
+
+#[test]
+fn expected_verdict_per_kernel() {
+    let s = Scenario::parse(
+        Path::new("k.yaml"),
+        "name: t\nexpect: livelock\nexpect_kernels:\n  \"2.6.32*\": inconclusive\n  \"2.6.32-642*\": n/a\n  debian-bullseye-cloud-5.10: recovered\n",
+    )
+    .unwrap();
+    assert_eq!(
+        s.expected_for("debian-bookworm-cloud-6.1", Some("6.1.0-50-cloud-amd64")),
+        Some(Verdict::Livelock)
+    );
+    assert_eq!(
+        s.expected_for("debian-bullseye-cloud-5.10", None),
+        Some(Verdict::Recovered)
+    );
+    assert_eq!(
+        s.expected_for("bzImage", Some("2.6.32-431.el6.x86_64")),
+        Some(Verdict::Inconclusive)
+    );
+    assert_eq!(
+        s.expected_for("bzImage", Some("2.6.32-642.6.2.el6.x86_64")),
+        Some(Verdict::NotApplicable),
+        "the longer pattern wins"
+    );
+    assert!(glob_match("*-rt-amd64", "6.1.0-50-rt-amd64"));
+    assert!(glob_match("a*b*c", "axxbyyc"));
+    assert!(!glob_match("a*b*c", "axxc"));
+    assert!(!glob_match("6.1*", "6.2.0"));
+    assert!(glob_match("6.1*", "6.1"));
+}

@@ -65,6 +65,8 @@ pub struct RunRecord {
     pub worker_other_exits: usize,
     pub master_pids: HashSet<u32>,
     pub master_exit_t: Option<f64>,
+    /// (t, pid) of every worker (or orphan) the payload saw exit.
+    pub worker_exits: Vec<(f64, u32)>,
     pub exited: HashSet<u32>,
     pub ticks: Vec<(f64, f64)>,
     pub vmstat_oom_kill_first: Option<u64>,
@@ -220,6 +222,7 @@ impl RunRecord {
                         self.master_exit_t.get_or_insert(tel.t);
                     }
                     Role::Worker | Role::Orphan => {
+                        self.worker_exits.push((tel.t, *pid));
                         if *signal == Some(libc::SIGKILL) {
                             self.worker_sigkills += 1;
                         } else {
