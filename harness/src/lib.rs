@@ -11,6 +11,7 @@ pub mod atomic;
 pub mod events;
 pub mod experiment;
 pub mod image;
+pub mod matrix;
 pub mod report;
 pub mod scenario;
 pub mod verdict;

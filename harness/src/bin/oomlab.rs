@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use oomlab::events::kernel::KernelEvent;
 use oomlab::experiment::{self, ExperimentError, Progress, RunOptions, StageDone};
+use oomlab::matrix::{MatrixEvent, RunResult};
 use oomlab::scenario::{Accel, Scenario};
 use oomlab::vm::Output;
 use tokio::sync::watch;
@@ -34,6 +35,16 @@ enum AccelArg {
     Auto,
     Kvm,
     Tcg,
+}
+
+impl AccelArg {
+    fn to_accel(self) -> Accel {
+        match self {
+            AccelArg::Auto => Accel::Auto,
+            AccelArg::Kvm => Accel::Kvm,
+            AccelArg::Tcg => Accel::Tcg,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -82,6 +93,34 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         min_respawned_kills: usize,
     },
+    /// Every scenario on every kernel, side by side: verdicts across
+    /// repeats (unstable cells marked), what each mitigation cost, and one
+    /// HTML report with a timeline per run. Exit 0 when every cell is
+    /// stable and as expected, 1 when not, 2 for bad input, 3 when a run
+    /// could not happen, 128+N when interrupted.
+    Matrix {
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// Run every scenario on this kernel (repeatable; default: each
+        /// scenario's own).
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// Guests at once (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Runs per cell; a cell whose verdicts differ is unstable.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// Folder for the runs and the summaries (summary.json,
+        /// summary.md, report.html).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum)]
+        accel: Option<AccelArg>,
+        /// Probe KVM again instead of trusting the cached answer.
+        #[arg(long)]
+        reprobe: bool,
+    },
     /// Validate scenario files without running them.
     Check {
         #[arg(required = true)]
@@ -106,6 +145,25 @@ fn main() -> ExitCode {
     rt.block_on(async {
         match cli.cmd {
             Cmd::Check { scenarios } => check(&scenarios),
+            Cmd::Matrix {
+                scenarios,
+                kernels,
+                jobs,
+                repeat,
+                out,
+                accel,
+                reprobe,
+            } => {
+                let opts = oomlab::matrix::MatrixOptions {
+                    kernels,
+                    jobs: jobs.unwrap_or_else(oomlab::matrix::default_jobs),
+                    repeat,
+                    out,
+                    accel: accel.map(AccelArg::to_accel),
+                    reprobe,
+                };
+                matrix(&scenarios, opts).await
+            }
             Cmd::Analyze {
                 inputs,
                 json,
@@ -129,11 +187,7 @@ fn main() -> ExitCode {
                 verbose,
             } => {
                 let opts = RunOptions {
-                    accel: accel.map(|a| match a {
-                        AccelArg::Auto => Accel::Auto,
-                        AccelArg::Kvm => Accel::Kvm,
-                        AccelArg::Tcg => Accel::Tcg,
-                    }),
+                    accel: accel.map(AccelArg::to_accel),
                     kernel,
                     out_dir: None,
                     reprobe,
@@ -388,4 +442,136 @@ async fn run(
         }
     }
     ExitCode::from(worst)
+}
+
+/// Progress of a matrix: a bar on a terminal, plain lines otherwise.
+struct MatrixUi {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    done: usize,
+}
+
+impl MatrixUi {
+    fn say(&self, line: String) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn show(&mut self, e: MatrixEvent) {
+        match e {
+            MatrixEvent::Planned { runs, cells } => {
+                self.total = runs;
+                if let Some(b) = &self.bar {
+                    b.set_length(runs as u64);
+                }
+                self.say(format!("oomlab: matrix of {cells} cell(s), {runs} run(s)"));
+            }
+            MatrixEvent::Prepared {
+                kernel,
+                release,
+                accel,
+            } => self.say(format!(
+                "oomlab: kernel {} ready ({}), {}",
+                kernel,
+                release,
+                accel.to_uppercase()
+            )),
+            MatrixEvent::Started {
+                scenario,
+                kernel,
+                repeat,
+                ..
+            } => {
+                if let Some(b) = &self.bar {
+                    b.set_message(format!("{scenario} on {kernel} #{repeat}"));
+                }
+            }
+            MatrixEvent::Finished { index, outcome } => {
+                self.done += 1;
+                if let Some(b) = &self.bar {
+                    b.set_position(self.done as u64);
+                }
+                let what = match outcome {
+                    RunResult::Judged(r) => format!(
+                        "{} on {}: {}{}",
+                        r.scenario,
+                        r.kernel.name,
+                        r.verdict.as_str().to_uppercase(),
+                        r.evidence
+                            .kill_rate_per_s
+                            .map_or(String::new(), |k| format!(" ({k:.1} kills/s)"))
+                    ),
+                    RunResult::Failed(e) => format!("run {index}: could not run: {e}"),
+                };
+                self.say(format!("[{}/{}] {what}", self.done, self.total));
+            }
+        }
+    }
+}
+
+async fn matrix(paths: &[PathBuf], opts: oomlab::matrix::MatrixOptions) -> ExitCode {
+    let mut scenarios = Vec::new();
+    for p in paths {
+        // Each --kernel is checked against the first file (the check is
+        // the same for every file); the files keep their own kernel.
+        let checks = std::iter::once(None).chain(opts.kernels.iter().map(|k| Some(k.as_str())));
+        for kernel in checks {
+            if let Err(e) = load_checked(p, kernel) {
+                eprintln!("oomlab: {e}");
+                return ExitCode::from(code::BAD_INPUT);
+            }
+        }
+        match load_checked(p, None) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => {
+                eprintln!("oomlab: {e}");
+                return ExitCode::from(code::BAD_INPUT);
+            }
+        }
+    }
+    let cancel = install_signals();
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs, {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        let mut ui = MatrixUi {
+            bar,
+            total: 0,
+            done: 0,
+        };
+        while let Some(e) = rx.recv().await {
+            ui.show(e);
+        }
+        if let Some(b) = ui.bar {
+            b.finish_and_clear();
+        }
+    });
+    let result = oomlab::matrix::run_matrix(&scenarios, &opts, Some(tx), cancel).await;
+    let _ = printer.await;
+    match result {
+        Ok(summary) => {
+            print!("{}", oomlab::matrix::summary::render_terminal(&summary));
+            println!(
+                "report: {}",
+                opts.out.join("report.html").display()
+            );
+            ExitCode::from(summary.exit_code())
+        }
+        Err(oomlab::matrix::MatrixError::Interrupted(sig)) => {
+            eprintln!("oomlab: interrupted by signal {sig}; QEMU stopped, no summary written");
+            ExitCode::from(128 + sig as u8)
+        }
+        Err(e) => {
+            eprintln!("oomlab: matrix: {e}");
+            ExitCode::from(code::CANNOT_RUN)
+        }
+    }
 }

@@ -229,6 +229,7 @@ fn default_out_dir(name: &str) -> PathBuf {
 }
 
 /// What the kernel, payload and accelerator stages produced.
+#[derive(Debug, Clone)]
 pub struct Prepared {
     pub qemu: PathBuf,
     pub kernel: KernelImage,

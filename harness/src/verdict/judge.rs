@@ -377,6 +377,7 @@ impl RunRecord {
             oom_chosen: self.chosen,
             oom_invocations: self.oom_invocations,
             respawns: self.respawns().len(),
+            worker_failures: self.worker_other_exits,
             kills_of_respawned: self.kills_of_respawned(),
             first_oom_s: first.map(|t| round3(t - ready)),
             last_oom_s: last.map(|t| round3(t - ready)),

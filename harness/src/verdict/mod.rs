@@ -102,6 +102,9 @@ pub struct Evidence {
     pub oom_chosen: usize,
     pub oom_invocations: usize,
     pub respawns: usize,
+    /// Workers that exited on their own (status, or a signal other than
+    /// SIGKILL): failed allocations, earlyoom's SIGTERM.
+    pub worker_failures: usize,
     pub kills_of_respawned: usize,
     pub first_oom_s: Option<f64>,
     pub last_oom_s: Option<f64>,
