@@ -559,10 +559,7 @@ async fn matrix(paths: &[PathBuf], opts: oomlab::matrix::MatrixOptions) -> ExitC
     match result {
         Ok(summary) => {
             print!("{}", oomlab::matrix::summary::render_terminal(&summary));
-            println!(
-                "report: {}",
-                opts.out.join("report.html").display()
-            );
+            println!("report: {}", opts.out.join("report.html").display());
             ExitCode::from(summary.exit_code())
         }
         Err(oomlab::matrix::MatrixError::Interrupted(sig)) => {

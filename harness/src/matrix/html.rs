@@ -66,7 +66,11 @@ pub fn series_of(text: &str) -> Series {
                 s.user_kills.push(t);
                 first_kill = Some(first_kill.map_or(t, |f: f64| f.min(t)));
             }
-            Some("log") if p["line"].as_str().is_some_and(|l| l.contains("sending SIG")) => {
+            Some("log")
+                if p["line"]
+                    .as_str()
+                    .is_some_and(|l| l.contains("sending SIG")) =>
+            {
                 s.user_kills.push(t);
                 first_kill = Some(first_kill.map_or(t, |f: f64| f.min(t)));
             }
@@ -133,7 +137,13 @@ pub fn svg(s: &Series) -> String {
         o,
         r##"<text x="4" y="24" class="lbl">kills</text><text x="4" y="52" class="lbl">forks</text><text x="4" y="100" class="lbl">MiB / ms</text><line x1="{X0}" y1="168" x2="{X1}" y2="168" class="axis"/>"##
     );
-    let step = if end > 30.0 { 5.0 } else if end > 12.0 { 2.0 } else { 1.0 };
+    let step = if end > 30.0 {
+        5.0
+    } else if end > 12.0 {
+        2.0
+    } else {
+        1.0
+    };
     let mut t = 0.0;
     while t <= end + 1e-9 {
         let _ = write!(
@@ -146,16 +156,32 @@ pub fn svg(s: &Series) -> String {
         t += step;
     }
     for &t in &s.kills {
-        let _ = write!(o, r#"<line class="kill" x1="{0:.1}" y1="10" x2="{0:.1}" y2="34"/>"#, x(t));
+        let _ = write!(
+            o,
+            r#"<line class="kill" x1="{0:.1}" y1="10" x2="{0:.1}" y2="34"/>"#,
+            x(t)
+        );
     }
     for &t in &s.user_kills {
-        let _ = write!(o, r#"<line class="ukill" x1="{0:.1}" y1="10" x2="{0:.1}" y2="34"/>"#, x(t));
+        let _ = write!(
+            o,
+            r#"<line class="ukill" x1="{0:.1}" y1="10" x2="{0:.1}" y2="34"/>"#,
+            x(t)
+        );
     }
     for &t in &s.respawns {
-        let _ = write!(o, r#"<line class="respawn" x1="{0:.1}" y1="42" x2="{0:.1}" y2="58"/>"#, x(t));
+        let _ = write!(
+            o,
+            r#"<line class="respawn" x1="{0:.1}" y1="42" x2="{0:.1}" y2="58"/>"#,
+            x(t)
+        );
     }
     if let Some(t) = s.panic {
-        let _ = write!(o, r#"<line class="panic" x1="{0:.1}" y1="6" x2="{0:.1}" y2="166"/>"#, x(t));
+        let _ = write!(
+            o,
+            r#"<line class="panic" x1="{0:.1}" y1="6" x2="{0:.1}" y2="166"/>"#,
+            x(t)
+        );
     }
     // MemAvailable against total memory, canary lateness against its worst.
     let (y0, y1) = (164.0, 66.0);
@@ -171,7 +197,13 @@ pub fn svg(s: &Series) -> String {
         }
         let p: Vec<String> = pts
             .iter()
-            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y0 - (v / max).clamp(0.0, 1.0) * (y0 - y1)))
+            .map(|(t, v)| {
+                format!(
+                    "{:.1},{:.1}",
+                    x(*t),
+                    y0 - (v / max).clamp(0.0, 1.0) * (y0 - y1)
+                )
+            })
             .collect();
         format!(r#"<polyline class="{class}" points="{}"/>"#, p.join(" "))
     };
@@ -230,7 +262,11 @@ fn verdict_html(c: &CellSummary) -> String {
         }
         None if c.stable => "error".into(),
         None => {
-            let parts: Vec<String> = c.counts.iter().map(|(v, n)| format!("{} {n}×", esc(v))).collect();
+            let parts: Vec<String> = c
+                .counts
+                .iter()
+                .map(|(v, n)| format!("{} {n}×", esc(v)))
+                .collect();
             format!("UNSTABLE: {}", parts.join(", "))
         }
     }
@@ -244,7 +280,10 @@ fn run_block(out: &Path, c: &CellSummary, r: &RunRef, series: &Series) -> String
         esc(&c.scenario),
         esc(&c.kernel),
         r.repeat,
-        r.verdict.map_or_else(|| esc(r.error.as_deref().unwrap_or("error")), |v| esc(v.as_str())),
+        r.verdict.map_or_else(
+            || esc(r.error.as_deref().unwrap_or("error")),
+            |v| esc(v.as_str())
+        ),
         esc(&rel(out, &r.dir.join("console.log"))),
         esc(&rel(out, &r.dir.join("report.json"))),
     );
@@ -261,7 +300,10 @@ pub fn render(s: &MatrixSummary, out: &Path) -> String {
 /// [`render`] with the timelines from `load` (tests).
 pub fn render_with(s: &MatrixSummary, out: &Path, load: &dyn Fn(&RunRef) -> Series) -> String {
     let mut o = String::from("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
-    let _ = write!(o, "<title>oomlab matrix</title><style>{STYLE}</style></head><body>");
+    let _ = write!(
+        o,
+        "<title>oomlab matrix</title><style>{STYLE}</style></head><body>"
+    );
     let _ = write!(
         o,
         "<h1>oomlab matrix</h1><p>{} cell(s), {} run(s), {} guest(s) at a time, {:.1} s wall; {} mismatched, {} unstable, {} failed.</p>",
@@ -302,7 +344,8 @@ pub fn render_with(s: &MatrixSummary, out: &Path, load: &dyn Fn(&RunRef) -> Seri
             num(c.recovery_s),
             num(c.canary_max_late_ms),
             num(c.canary_p99_late_ms),
-            c.availability.map_or("–".into(), |a| format!("{:.0}%", a * 100.0)),
+            c.availability
+                .map_or("–".into(), |a| format!("{:.0}%", a * 100.0)),
             esc(c.accel.as_deref().unwrap_or("–")),
             esc(&c.sentence),
             links.join(" ")
@@ -348,7 +391,11 @@ not json
         let s = series_of(TIMELINE);
         assert_eq!(s.kills, vec![1.0]);
         assert_eq!(s.user_kills, vec![2.0, 3.0]);
-        assert_eq!(s.respawns.len(), 1, "the fork before the first kill is not a re-fork");
+        assert_eq!(
+            s.respawns.len(),
+            1,
+            "the fork before the first kill is not a re-fork"
+        );
         assert_eq!(s.mem.len(), 1);
         assert_eq!(s.canary, vec![(1.5, 3.5)]);
         assert_eq!(s.panic, Some(4.0));
@@ -362,7 +409,10 @@ not json
         assert_eq!(svg.matches(r#"class="ukill""#).count(), 2);
         assert_eq!(svg.matches(r#"class="respawn""#).count(), 1);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(esc("\u{1b}[31m"), "\u{fffd}[31m");
     }
 }

@@ -51,11 +51,26 @@ pub struct Planned {
 #[derive(Debug, Clone)]
 pub enum MatrixEvent {
     /// The runs, before any starts.
-    Planned { runs: usize, cells: usize },
+    Planned {
+        runs: usize,
+        cells: usize,
+    },
     /// Kernel, payload and accelerator for one kernel are ready.
-    Prepared { kernel: String, release: String, accel: String },
-    Started { index: usize, scenario: String, kernel: String, repeat: usize },
-    Finished { index: usize, outcome: RunResult },
+    Prepared {
+        kernel: String,
+        release: String,
+        accel: String,
+    },
+    Started {
+        index: usize,
+        scenario: String,
+        kernel: String,
+        repeat: usize,
+    },
+    Finished {
+        index: usize,
+        outcome: RunResult,
+    },
 }
 
 /// How one run ended: judged, or it could not happen.
@@ -214,8 +229,9 @@ pub async fn run_matrix(
                 let _ = std::fs::remove_dir_all(&r.dir);
                 let made = std::fs::create_dir_all(&r.dir);
                 let out = match made {
-                    Ok(()) => experiment::boot_and_judge(&r.scenario, prep, &r.dir, None, cancel)
-                        .await,
+                    Ok(()) => {
+                        experiment::boot_and_judge(&r.scenario, prep, &r.dir, None, cancel).await
+                    }
                     Err(source) => Err(ExperimentError::Io {
                         what: format!("create {}", r.dir.display()),
                         source,

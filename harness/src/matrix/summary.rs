@@ -106,7 +106,12 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 /// Cells in the order the scenarios were given, kernels in order.
-pub fn summarize(runs: &[(Planned, RunResult)], wall_s: f64, jobs: usize, repeat: usize) -> MatrixSummary {
+pub fn summarize(
+    runs: &[(Planned, RunResult)],
+    wall_s: f64,
+    jobs: usize,
+    repeat: usize,
+) -> MatrixSummary {
     let mut order: Vec<(String, String)> = Vec::new();
     let mut by_cell: BTreeMap<(String, String), Vec<&(Planned, RunResult)>> = BTreeMap::new();
     let mut sorted: Vec<&(Planned, RunResult)> = runs.iter().collect();
@@ -169,7 +174,8 @@ fn cell(rs: &[&(Planned, RunResult)]) -> CellSummary {
     };
     let release = reports.iter().find_map(|r| r.kernel.release.clone());
     let expected = sc.expected_for(&planned.kernel, release.as_deref());
-    let m = |f: &dyn Fn(&Report) -> Option<f64>| median(reports.iter().filter_map(|r| f(r)).collect());
+    let m =
+        |f: &dyn Fn(&Report) -> Option<f64>| median(reports.iter().filter_map(|r| f(r)).collect());
     let mut c = CellSummary {
         scenario: sc.name.clone(),
         description: sc.description.clone(),
@@ -252,7 +258,14 @@ pub fn sentence(c: &CellSummary, first: Option<&Report>) -> String {
             let parts: Vec<String> = many
                 .iter()
                 .map(|(k, n)| {
-                    format!("{n} by {}", if k == "kernel" { "the kernel" } else { k.as_str() })
+                    format!(
+                        "{n} by {}",
+                        if k == "kernel" {
+                            "the kernel"
+                        } else {
+                            k.as_str()
+                        }
+                    )
                 })
                 .collect();
             format!(" ({})", parts.join(", "))

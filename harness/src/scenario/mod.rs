@@ -14,7 +14,9 @@ pub use crate::image::kernel::DEFAULT_KERNEL;
 pub use crate::verdict::Verdict;
 pub use oomlab_protocol::Respawn;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     /// Probe KVM by booting; fall back to TCG and say why.
