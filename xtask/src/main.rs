@@ -46,6 +46,15 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// The whole matrix with one guest at a time and with one per core:
+    /// wall time and kill rates side by side in target/bench/matrix.md.
+    BenchMatrix {
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// The `--jobs` settings to compare.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        jobs: Vec<usize>,
+    },
     /// fmt --check, clippy -D warnings, then test.
     Ci,
     /// Regenerate the key and event tables of protocol/PROTOCOL.md.
@@ -119,6 +128,9 @@ fn real_main() -> Result<ExitCode> {
                 println!("{}: regenerated", path.display());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::BenchMatrix { repeat, jobs } => {
+            bench::bench_matrix(&root, repeat, &jobs).map(|_| ExitCode::SUCCESS)
         }
         Cmd::Bench { runs } => bench::bench(&root, runs).map(|_| ExitCode::SUCCESS),
         Cmd::Ci => {
