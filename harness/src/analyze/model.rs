@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::input::LineSink;
 use super::{Analysis, AnalyzeOptions, InputStats};
 use crate::events::kernel::{self, Constraint, KernelEvent, Parser, Timestamp};
+use crate::events::prefix::{Clock, When};
 
 /// Lines looked at one by one after an OOM header before giving up on a
 /// task table that has not appeared.
@@ -25,97 +26,6 @@ const EPISODE_S: f64 = 3600.0;
 type Gap = Option<(u32, u32, u64)>;
 /// Prefix pid counts less one incident's own rows, cached by (prefix, incident).
 type OwnCache = ((usize, u64), HashMap<u32, u32>, Gap);
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Clock {
-    Mono,
-    WallNoYear,
-    WallYear,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct When {
-    clock: Clock,
-    t: f64,
-    /// whole seconds only (syslog): a span of 0 s means "within 1 s".
-    coarse: bool,
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn clock_secs(s: &str) -> Option<(f64, bool)> {
-    let h: f64 = s.get(0..2)?.parse().ok()?;
-    let m: f64 = s.get(3..5)?.parse().ok()?;
-    let sec_txt = s.get(6..)?;
-    let n = sec_txt
-        .bytes()
-        .take_while(|c| c.is_ascii_digit() || *c == b'.')
-        .count();
-    let sec: f64 = sec_txt.get(..n)?.parse().ok()?;
-    Some((h * 3600.0 + m * 60.0 + sec, n <= 2))
-}
-
-fn parse_wall(s: &str) -> Option<When> {
-    let s = s.trim();
-    // ISO 8601
-    if s.as_bytes().get(4) == Some(&b'-') {
-        let y: i64 = s.get(0..4)?.parse().ok()?;
-        let mo: u32 = s.get(5..7)?.parse().ok()?;
-        let d: u32 = s.get(8..10)?.parse().ok()?;
-        let (secs, coarse) = clock_secs(s.get(11..)?)?;
-        return Some(When {
-            clock: Clock::WallYear,
-            t: days_from_civil(y, mo, d) as f64 * 86400.0 + secs,
-            coarse,
-        });
-    }
-    // dmesg -T: `Thu Dec  7 00:05:15 2017`
-    let (body, year) = if s.as_bytes().get(3) == Some(&b' ')
-        && kernel::month_number(s.get(4..7).unwrap_or("")).is_some()
-    {
-        let body = s.get(4..)?;
-        let (b, y) = body.rsplit_once(' ')?;
-        (b, Some(y.parse::<i64>().ok()?))
-    } else {
-        (s, None)
-    };
-    let mo = kernel::month_number(body.get(0..3)?)?;
-    let mut parts = body.get(3..)?.split_ascii_whitespace();
-    let d: u32 = parts.next()?.parse().ok()?;
-    let (secs, coarse) = clock_secs(parts.next()?)?;
-    Some(match year {
-        Some(y) => When {
-            clock: Clock::WallYear,
-            t: days_from_civil(y, mo, d) as f64 * 86400.0 + secs,
-            coarse,
-        },
-        None => When {
-            clock: Clock::WallNoYear,
-            t: f64::from(mo * 31 + d) * 86400.0 + secs,
-            coarse,
-        },
-    })
-}
-
-fn when_of(ts: Option<&Timestamp>) -> Option<When> {
-    match ts? {
-        Timestamp::Monotonic(t) => Some(When {
-            clock: Clock::Mono,
-            t: *t,
-            coarse: false,
-        }),
-        Timestamp::Wall(s) => parse_wall(s),
-    }
-}
 
 fn show_ts(ts: Option<&Timestamp>) -> Option<String> {
     match ts? {
@@ -485,7 +395,7 @@ impl Builder {
                 name,
                 uid: v.uid,
                 memcg,
-                when: when_of(self.ctx_ts.as_ref()),
+                when: When::of(self.ctx_ts.as_ref()),
                 time: v.time.clone(),
                 seq: self.seq,
             });
@@ -580,7 +490,7 @@ impl Builder {
                         rss: r.rss,
                         total_vm: r.total_vm,
                         oom_adj: r.oom_adj,
-                        when: when_of(self.ctx_ts.as_ref()),
+                        when: When::of(self.ctx_ts.as_ref()),
                         seq: self.seq,
                     });
                 } else {
@@ -851,7 +761,7 @@ impl Builder {
             rss: 0,
             total_vm: 0,
             oom_adj: None,
-            when: when_of(self.ctx_ts.as_ref()),
+            when: When::of(self.ctx_ts.as_ref()),
             seq: self.seq,
         });
     }
@@ -1494,17 +1404,5 @@ mod tests {
         assert!(in_gap(201, n, o, m));
         assert!(in_gap(5, n, o, m));
         assert!(!in_gap(150, n, o, m));
-    }
-
-    #[test]
-    fn wall_clocks() {
-        let a = parse_wall("Jan 18 09:50:59").unwrap();
-        let b = parse_wall("Jan 18 09:51:00").unwrap();
-        assert!(a.coarse && b.t - a.t == 1.0 && a.clock == Clock::WallNoYear);
-        let c = parse_wall("Thu Dec  7 00:05:15 2017").unwrap();
-        let d = parse_wall("2017-12-07T00:05:16+0100").unwrap();
-        assert_eq!(c.clock, Clock::WallYear);
-        assert_eq!(d.t - c.t, 1.0);
-        assert!(parse_wall("2017-12-07T00:05:16.5Z").is_some_and(|w| !w.coarse));
     }
 }
