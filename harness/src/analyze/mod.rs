@@ -5,6 +5,7 @@
 //! Library API for the CLI: [`analyze_paths`] -> [`Analysis`] (Serialize, for
 //! `--json`), [`render_human`], [`exit_code`].
 
+mod envelope;
 mod input;
 mod model;
 mod render;

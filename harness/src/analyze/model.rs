@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::envelope::{self, Messages};
 use super::input::LineSink;
 use super::{Analysis, AnalyzeOptions, InputStats};
 use crate::events::kernel::{self, Constraint, KernelEvent, Parser, Timestamp};
@@ -766,57 +767,6 @@ impl Builder {
         });
     }
 
-    fn handle_text(&mut self, text: &str) {
-        let t = text.trim_start();
-        if t.starts_with('{') && t.contains("\"MESSAGE\"") && self.handle_json(t) {
-            return;
-        }
-        let l = kernel::split_prefix(text);
-        self.ctx_ts = l.ts.clone();
-        self.ctx_uptime = l.uptime;
-        if l.source.is_some() {
-            return; // a userspace program's line in a syslog file
-        }
-        self.handle_msg(l.msg);
-    }
-
-    /// A `journalctl -o json` record. False if it is not one.
-    fn handle_json(&mut self, t: &str) -> bool {
-        let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(t) else {
-            return false;
-        };
-        let msg = match o.get("MESSAGE") {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Array(a)) => {
-                let bytes: Vec<u8> = a
-                    .iter()
-                    .filter_map(|v| v.as_u64().and_then(|n| u8::try_from(n).ok()))
-                    .collect();
-                String::from_utf8_lossy(&bytes).into_owned()
-            }
-            _ => return false,
-        };
-        if let Some(i) = self.inputs.last_mut() {
-            i.journal_json_lines += 1;
-        }
-        let us = |k: &str| {
-            o.get(k).and_then(|v| {
-                v.as_str()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .or_else(|| v.as_u64())
-            })
-        };
-        let mono = us("_SOURCE_MONOTONIC_TIMESTAMP").or_else(|| us("__MONOTONIC_TIMESTAMP"));
-        self.ctx_ts = mono.map(|m| Timestamp::Monotonic(m as f64 / 1e6));
-        self.ctx_uptime = mono.map(|m| m as f64 / 1e6);
-        for part in msg.split('\n') {
-            let p = part.trim_end_matches('\r');
-            let l = kernel::split_prefix(p);
-            self.handle_msg(l.msg);
-        }
-        true
-    }
-
     /// A victim name cut short by a truncated line (`Killed process 12
     /// (ngi`) takes the one longer name it is a prefix of.
     fn mend_truncated_names(&mut self) {
@@ -1360,25 +1310,28 @@ impl LineSink for Builder {
         if let Some(i) = self.inputs.last_mut() {
             i.lines_examined += 1;
         }
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let text = String::from_utf8_lossy(line);
-        if memchr::memmem::find(text.as_bytes(), b"#012").is_some() {
-            // rsyslog escaped the kernel's embedded newlines.
-            let mut parts = text.split("#012");
-            if let Some(first) = parts.next() {
-                self.handle_text(first);
-            }
-            for p in parts {
-                let p = p.replace("#011", " ");
-                self.handle_msg(kernel::split_prefix(&p).msg);
-            }
-            return;
-        }
-        self.handle_text(&text);
+        envelope::open(line, self);
     }
 
     fn wants_every_line(&self) -> bool {
         self.context_left > 0
+    }
+}
+
+impl Messages for Builder {
+    fn time(&mut self, ts: Option<Timestamp>, uptime: Option<f64>) {
+        self.ctx_ts = ts;
+        self.ctx_uptime = uptime;
+    }
+
+    fn journal_record(&mut self) {
+        if let Some(i) = self.inputs.last_mut() {
+            i.journal_json_lines += 1;
+        }
+    }
+
+    fn message(&mut self, msg: &str) {
+        self.handle_msg(msg);
     }
 }
 
