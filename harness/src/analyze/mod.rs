@@ -6,6 +6,7 @@
 //! `--json`), [`render_human`], [`exit_code`].
 
 mod envelope;
+mod era;
 mod input;
 mod model;
 mod render;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use era::Era;
 pub use model::{Chosen, Incident, LoopFinding, MasterGuess, Spared, Totals, Victim, VictimGroup};
 pub use render::render_human;
 
@@ -76,8 +78,10 @@ pub struct Analysis {
     pub incidents_omitted: u64,
     /// The first OOM-related kernel panic, if any.
     pub panic: Option<String>,
-    /// Kernel era guessed from the formats seen.
-    pub era: Option<String>,
+    /// Kernel eras told from the formats seen, in order (`--json`: one
+    /// string of their labels, `era`).
+    #[serde(rename = "era", serialize_with = "era::serialize_labels")]
+    pub eras: Vec<Era>,
     pub notes: Vec<String>,
 }
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 
 use super::envelope::{self, Messages};
+use super::era::Era;
 use super::input::LineSink;
 use super::{Analysis, AnalyzeOptions, InputStats};
 use crate::events::kernel::{self, Constraint, KernelEvent, Parser, Timestamp};
@@ -258,7 +259,7 @@ pub(crate) struct Builder {
     strings: Interner,
     context_left: u32,
     panic: Option<String>,
-    era: BTreeSet<&'static str>,
+    eras: BTreeSet<Era>,
     // context of the line being handled
     ctx_ts: Option<Timestamp>,
     ctx_uptime: Option<f64>,
@@ -315,7 +316,7 @@ impl Builder {
             strings: Interner::default(),
             context_left: 0,
             panic: None,
-            era: BTreeSet::new(),
+            eras: BTreeSet::new(),
             ctx_ts: None,
             ctx_uptime: None,
             ctx_offset: 0,
@@ -451,20 +452,7 @@ impl Builder {
                 {
                     self.table_no += 1;
                 }
-                let has = |c: &str| columns.iter().any(|x| x == c);
-                self.era.insert(if has("rss_anon") {
-                    "6.8+"
-                } else if has("pgtables_bytes") {
-                    "4.15-6.7"
-                } else if has("nr_pmds") {
-                    "4.0-4.14"
-                } else if has("nr_ptes") {
-                    "3.5-3.19 (RHEL 7: 3.10)"
-                } else if has("oom_score_adj") {
-                    "2.6.36-3.4 (RHEL 6: 2.6.32)"
-                } else {
-                    "2.6.32 vanilla"
-                });
+                self.eras.insert(Era::from_table_columns(&columns));
                 self.context_left = CONTEXT_LINES;
             }
             KernelEvent::TaskRow(r) => {
@@ -506,9 +494,7 @@ impl Builder {
             } => {
                 self.totals.chosen += 1;
                 self.context_left = 0;
-                if message.starts_with("Out of memory") && message.contains("kill") {
-                    self.era.insert("2.6.32 vanilla");
-                }
+                self.eras.extend(Era::from_chosen_message(&message));
                 let need_new = self
                     .cur
                     .as_ref()
@@ -530,15 +516,7 @@ impl Builder {
             }
             KernelEvent::Killed(k) => {
                 self.context_left = 0;
-                if k.pgtables_kb.is_some() {
-                    self.era.insert("5.4+");
-                } else if k.uid.is_some() && k.shmem_rss_kb.is_some() {
-                    self.era.insert("RHEL 7 (3.10.0-*.el7)");
-                } else if k.uid.is_some() {
-                    self.era.insert("RHEL 6 (2.6.32-*.el6)");
-                } else if k.message.is_some() && k.shmem_rss_kb.is_some() {
-                    self.era.insert("5.1-5.3 (or RHEL 8)");
-                }
+                self.eras.extend(Era::from_killed(&k));
                 let join = self
                     .cur
                     .as_ref()
@@ -623,7 +601,7 @@ impl Builder {
                 pid,
                 uid,
             } => {
-                self.era.insert("5.0+");
+                self.eras.insert(Era::V50Plus);
                 self.context_left = 0;
                 let inc = self.open_incident();
                 inc.constraint = constraint;
@@ -844,11 +822,6 @@ impl Builder {
                 self.totals.chosen - self.totals.killed - self.totals.killed_sharing_memory
             ));
         }
-        let era = if self.era.is_empty() {
-            None
-        } else {
-            Some(self.era.iter().copied().collect::<Vec<_>>().join(", "))
-        };
         Analysis {
             inputs: self.inputs,
             totals: self.totals,
@@ -858,7 +831,7 @@ impl Builder {
             incidents: self.incidents,
             incidents_omitted: self.omitted,
             panic: self.panic,
-            era,
+            eras: self.eras.into_iter().collect(),
             notes,
         }
     }
@@ -896,13 +869,7 @@ impl Builder {
         for r in &self.rows {
             uid_of.insert(r.pid, r.uid);
         }
-        let small_pid_max = self.era.iter().any(|e| {
-            e.starts_with('2')
-                || e.starts_with('3')
-                || e.starts_with("4.0")
-                || e.starts_with("RHEL 6")
-                || e.starts_with("RHEL 7")
-        });
+        let pid_max = Era::smallest_pid_max(self.eras.iter().copied());
         // Position of each row in `order`, and the rows of each incident:
         // a victim's own report's table is not "earlier" (6.x prints one per
         // OOM, with the victim in it).
@@ -945,7 +912,7 @@ impl Builder {
                 }
             }
             for sn in &mut snaps {
-                sn.gap = largest_gap(sn.pids.iter().copied(), small_pid_max);
+                sn.gap = largest_gap(sn.pids.iter().copied(), pid_max);
             }
             snaps.sort_by(|a, b| a.key.total_cmp(&b.key));
         }
@@ -975,7 +942,7 @@ impl Builder {
                     }
                 }
                 set_n = n;
-                gap = largest_gap(counts.keys().copied(), small_pid_max);
+                gap = largest_gap(counts.keys().copied(), pid_max);
             }
             let uid = k.uid.or_else(|| uid_of.get(&k.pid).copied());
             // this incident's own rows within the prefix
@@ -1000,7 +967,7 @@ impl Builder {
                         }
                     }
                     c.retain(|_, v| *v > 0);
-                    let g = largest_gap(c.keys().copied(), small_pid_max);
+                    let g = largest_gap(c.keys().copied(), pid_max);
                     own_cache = Some((key, c, g));
                 }
                 match &own_cache {
@@ -1107,10 +1074,7 @@ impl Builder {
             }
             a.last = Some((k.when, k.time.clone()));
         }
-        let root_bonus = !self
-            .era
-            .iter()
-            .any(|e| e.starts_with('5') || e.starts_with('6') || e.starts_with("4.15"));
+        let root_bonus = self.eras.iter().all(|e| e.has_root_bonus());
         let mut groups = Vec::new();
         let mut loops = Vec::new();
         for ((name_id, uid, memcg), a) in accs {
@@ -1268,14 +1232,15 @@ impl Builder {
 
 /// The largest circular gap between used pids: (newest, oldest, pid_max).
 /// Pids are handed out upwards and wrap at pid_max, so the newest process is
-/// the one just before the largest gap. `small_pid_max`: the kernel predates
-/// systemd's pid_max=4194304 (2.6/3.x/4.x formats), so pids wrap at 32768.
-fn largest_gap(pids: impl Iterator<Item = u32>, small_pid_max: bool) -> Option<(u32, u32, u64)> {
+/// the one just before the largest gap. `era_pid_max`: where the era's
+/// kernels wrap pids ([`Era::pid_max`]); larger pids than that in the table
+/// mean a larger pid_max (4194304, or failing that 2^32).
+fn largest_gap(pids: impl Iterator<Item = u32>, era_pid_max: u64) -> Option<(u32, u32, u64)> {
     let mut v: Vec<u32> = pids.collect();
     v.sort_unstable();
     let (&first, &last) = (v.first()?, v.last()?);
-    let pid_max: u64 = if last < 32_768 && small_pid_max {
-        32_768
+    let pid_max: u64 = if u64::from(last) < era_pid_max {
+        era_pid_max
     } else if last < 4_194_304 {
         4_194_304
     } else {
@@ -1342,17 +1307,17 @@ mod tests {
     #[test]
     fn gap_and_wrap() {
         let set: HashSet<u32> = [29640, 29645, 30747, 8353, 8357].into_iter().collect();
-        let (n, o, m) = largest_gap(set.iter().copied(), true).unwrap();
+        let (n, o, m) = largest_gap(set.iter().copied(), 32_768).unwrap();
         assert_eq!((n, o, m), (8357, 29640, 32768));
         assert!(in_gap(8358, n, o, m));
         assert!(!in_gap(8357, n, o, m));
         assert!(!in_gap(30000, n, o, m));
         // a modern system: no wrap, the newest is the highest pid
         let set: HashSet<u32> = [1, 800, 5000, 25000, 25010].into_iter().collect();
-        let (n, _, m) = largest_gap(set.iter().copied(), false).unwrap();
+        let (n, _, m) = largest_gap(set.iter().copied(), 4_194_304).unwrap();
         assert_eq!((n, m), (25010, 4_194_304));
         let set: HashSet<u32> = [100, 200].into_iter().collect();
-        let (n, o, m) = largest_gap(set.iter().copied(), true).unwrap();
+        let (n, o, m) = largest_gap(set.iter().copied(), 32_768).unwrap();
         assert_eq!((n, o), (200, 100));
         assert!(in_gap(201, n, o, m));
         assert!(in_gap(5, n, o, m));

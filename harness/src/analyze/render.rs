@@ -136,7 +136,7 @@ pub fn render_human(a: &Analysis) -> String {
             None => "; no panic".to_string(),
         }
     );
-    if let Some(e) = &a.era {
+    if let Some(e) = super::era::labels(&a.eras) {
         let _ = writeln!(out, "Kernel era (from formats): {e}");
     }
     for n in &a.notes {
