@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use oomlab::analyze::{analyze_paths, exit_code, render_human, AnalyzeOptions};
+use oomlab::analyze::{analyze_paths, exit_code, render_human, AnalyzeOptions, Reaper};
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/logs")
@@ -127,10 +127,10 @@ fn fixture_facts() {
     assert_eq!(a.totals.killed, 3);
     assert_eq!(a.incidents.len(), 1);
     assert_eq!(a.incidents[0].oom_group.as_deref(), Some("/app"));
-    assert!(a.incidents[0].victims[0]
-        .reaper
-        .as_deref()
-        .is_some_and(|r| r.starts_with("reaped")));
+    assert!(matches!(
+        a.incidents[0].victims[0].reaper,
+        Some(Reaper::Reaped { .. })
+    ));
 
     let a = an("e9_5.4_journal_short_gunicorn_loop.log");
     assert!(a.loop_found);
@@ -141,10 +141,7 @@ fn fixture_facts() {
     );
 
     let a = an("e10_6.8_table_memcg_unable_to_reap.log");
-    assert_eq!(
-        a.incidents[0].victims[0].reaper.as_deref(),
-        Some("unable to reap")
-    );
+    assert_eq!(a.incidents[0].victims[0].reaper, Some(Reaper::Unable));
 
     let a = an("panic_on_oom_6.1.log");
     assert_eq!(a.totals.panics, 1);

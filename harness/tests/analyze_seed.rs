@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use oomlab::analyze::{analyze_paths, exit_code, render_human, AnalyzeOptions};
+use oomlab::analyze::{analyze_paths, exit_code, render_human, AnalyzeOptions, SpareReason};
 
 /// The post-mortem as given, beside the repository, when it is there.
 fn raw_seed_document() -> Option<PathBuf> {
@@ -75,7 +75,7 @@ fn seed_log_kill_respawn_loop() {
     assert!(g
         .spared
         .iter()
-        .any(|s| s.uid == 0 && s.why.contains("root")));
+        .any(|s| s.uid == 0 && matches!(s.reason, SpareReason::RootDiscount { .. })));
 
     let mut a = a;
     for i in &mut a.inputs {

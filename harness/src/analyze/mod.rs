@@ -16,7 +16,10 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use era::Era;
-pub use model::{Chosen, Incident, LoopFinding, MasterGuess, Spared, Totals, Victim, VictimGroup};
+pub use model::{
+    Chosen, How, Incident, LoopFinding, MasterGuess, Note, Reaper, SpareReason, Spared, Totals,
+    Victim, VictimGroup,
+};
 pub use render::render_human;
 
 /// Options of `oomlab analyze`.
@@ -68,7 +71,8 @@ pub struct Analysis {
     pub totals: Totals,
     /// True when some group is a kill/respawn loop.
     pub loop_found: bool,
-    /// Loop findings, worst first.
+    /// Loop findings, worst first (`--json`: each with its `summary`).
+    #[serde(serialize_with = "render::serialize_loops")]
     pub loops: Vec<LoopFinding>,
     /// Victims grouped by (name, uid, memcg), most kills first.
     pub groups: Vec<VictimGroup>,
@@ -82,7 +86,7 @@ pub struct Analysis {
     /// string of their labels, `era`).
     #[serde(rename = "era", serialize_with = "era::serialize_labels")]
     pub eras: Vec<Era>,
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
 }
 
 /// Why an input could not be analysed.

@@ -82,8 +82,7 @@ pub struct Victim {
     pub oom_score_adj: Option<i32>,
     /// From the matching `Kill process` line.
     pub score: Option<i64>,
-    /// `killed`, `sharing_memory` or `oom_group`.
-    pub how: &'static str,
+    pub how: How,
     pub time: Option<String>,
     /// Was the pid in a task table printed before this OOM's own report?
     /// `None`: no such table.
@@ -93,10 +92,32 @@ pub struct Victim {
     /// report's, within an hour) and newer than every process in it (pid
     /// order with wrap-around). `None`: no such table.
     pub respawned: Option<bool>,
-    /// `reaped` (with the anon-rss left), `unable to reap`, or none printed.
-    pub reaper: Option<String>,
+    /// What the oom_reaper said about it, if anything.
+    pub reaper: Option<Reaper>,
     #[serde(skip)]
     kill_no: Option<usize>,
+}
+
+/// How a victim was killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum How {
+    /// `Killed process`: the victim of the OOM killer.
+    Killed,
+    /// `Kill process ... sharing same memory` (<= 5.0).
+    SharingMemory,
+    /// Killed with its whole cgroup (`memory.oom.group`).
+    OomGroup,
+}
+
+/// What the oom_reaper printed about a victim. Its `--json` form is the
+/// sentence `render` writes for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reaper {
+    /// `reaped process`, with the anon-rss left when printed.
+    Reaped { anon_rss_kb: Option<u64> },
+    /// `unable to reap`.
+    Unable,
 }
 
 /// One OOM report (or a ratelimited kill without one).
@@ -151,7 +172,33 @@ pub struct Spared {
     pub count: usize,
     pub pids: Vec<u32>,
     pub max_rss_pages: u64,
-    pub why: String,
+    /// Why they were spared (`--json`: `why`, the sentence `render` writes).
+    #[serde(rename = "why")]
+    pub reason: SpareReason,
+}
+
+/// Why processes of the victims' name and another uid were never chosen.
+/// Its `--json` form is the sentence `render` writes for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpareReason {
+    /// All of them OOM-immune: oom_score_adj -1000 (oom_adj -17).
+    Immune,
+    /// Root-owned and small, on a kernel whose `oom_badness()` discounts
+    /// root ([`super::Era::has_root_bonus`]).
+    RootDiscount {
+        /// Their largest rss, in pages.
+        max_rss_pages: u64,
+        /// The victims' largest rss in a task table, in pages, if known.
+        victims_rss_pages: Option<u64>,
+        victims_uid: Option<u32>,
+    },
+    /// Smaller than the victims (badness is mostly rss).
+    LowerBadness {
+        max_rss_pages: u64,
+        victims_rss_pages: u64,
+    },
+    /// The log does not say.
+    Unknown,
 }
 
 /// Victims with the same (name, uid, memcg).
@@ -191,7 +238,26 @@ pub struct LoopFinding {
     pub kills_per_s: Option<f64>,
     pub span_s: Option<f64>,
     pub likely_master: Option<u32>,
-    pub summary: String,
+    /// Distinct victim pids (the evidence of a suspected loop).
+    #[serde(skip)]
+    pub distinct_pids: u64,
+    /// The likely master's rss, in pages.
+    #[serde(skip)]
+    pub likely_master_rss_pages: Option<u64>,
+}
+
+/// Something the reader of a report should know about the analysis
+/// itself. Its `--json` form is the sentence `render` writes for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// Kills past the first `kept` were counted but not classified.
+    KillsNotClassified { count: u64, kept: usize },
+    /// Task-table rows past the first `kept` were not kept.
+    RowsNotKept { count: u64, kept: usize },
+    /// Kills but no task table: respawns cannot be confirmed.
+    NoTaskTable,
+    /// Selection lines with no `Killed process` line after them.
+    SelectionsWithoutKill { count: u64 },
 }
 
 struct KillRec {
@@ -384,7 +450,7 @@ impl Builder {
     }
 
     fn push_victim(&mut self, mut v: Victim, memcg: Option<String>) {
-        self.totals.killed += u64::from(v.how != "sharing_memory");
+        self.totals.killed += u64::from(v.how != How::SharingMemory);
         if self.kills.len() < MAX_KILL_RECORDS {
             let memcg = memcg.map(|m| self.strings.id(&m));
             let name = self.strings.id(&v.name);
@@ -413,7 +479,7 @@ impl Builder {
         }
     }
 
-    fn set_reaper(&mut self, pid: u32, outcome: String) {
+    fn set_reaper(&mut self, pid: u32, outcome: Reaper) {
         let cur = self.cur.iter_mut();
         let recent = self.incidents.iter_mut().rev().take(64);
         for inc in cur.chain(recent) {
@@ -557,7 +623,7 @@ impl Builder {
                     pgtables_kb: k.pgtables_kb,
                     oom_score_adj: k.oom_score_adj,
                     score,
-                    how: if group { "oom_group" } else { "killed" },
+                    how: if group { How::OomGroup } else { How::Killed },
                     time,
                     in_task_table: None,
                     respawned: None,
@@ -584,7 +650,7 @@ impl Builder {
                     pgtables_kb: None,
                     oom_score_adj: None,
                     score: None,
-                    how: "sharing_memory",
+                    how: How::SharingMemory,
                     time,
                     in_task_table: None,
                     respawned: None,
@@ -640,15 +706,11 @@ impl Builder {
                 pid, anon_rss_kb, ..
             } => {
                 self.totals.reaped += 1;
-                let s = match anon_rss_kb {
-                    Some(kb) => format!("reaped (anon-rss now {kb} kB)"),
-                    None => "reaped".to_string(),
-                };
-                self.set_reaper(pid, s);
+                self.set_reaper(pid, Reaper::Reaped { anon_rss_kb });
             }
             KernelEvent::ReapFailed { pid, .. } => {
                 self.totals.reap_failed += 1;
-                self.set_reaper(pid, "unable to reap".to_string());
+                self.set_reaper(pid, Reaper::Unable);
             }
             KernelEvent::OomGroup { memcg } => {
                 self.totals.oom_group_sets += 1;
@@ -799,28 +861,25 @@ impl Builder {
         let (groups, loops) = self.groups(&classes);
         let mut notes = Vec::new();
         if self.kills_dropped > 0 {
-            notes.push(format!(
-                "{} kills past the first {MAX_KILL_RECORDS} were counted but not classified",
-                self.kills_dropped
-            ));
+            notes.push(Note::KillsNotClassified {
+                count: self.kills_dropped,
+                kept: MAX_KILL_RECORDS,
+            });
         }
         if self.rows_dropped > 0 {
-            notes.push(format!(
-                "{} task-table rows past the first {MAX_ROW_RECORDS} were not kept",
-                self.rows_dropped
-            ));
+            notes.push(Note::RowsNotKept {
+                count: self.rows_dropped,
+                kept: MAX_ROW_RECORDS,
+            });
         }
         if self.totals.killed > 0 && self.totals.task_table_rows == 0 {
-            notes.push(
-                "no task table in the log (ratelimited, vm.oom_dump_tasks=0 or filtered out): respawns cannot be confirmed"
-                    .to_string(),
-            );
+            notes.push(Note::NoTaskTable);
         }
-        if self.totals.chosen > self.totals.killed + self.totals.killed_sharing_memory {
-            notes.push(format!(
-                "{} selection line(s) without a `Killed process` line (log cut, elided or the victim was already exiting)",
-                self.totals.chosen - self.totals.killed - self.totals.killed_sharing_memory
-            ));
+        let killed = self.totals.killed + self.totals.killed_sharing_memory;
+        if self.totals.chosen > killed {
+            notes.push(Note::SelectionsWithoutKill {
+                count: self.totals.chosen - killed,
+            });
         }
         Analysis {
             inputs: self.inputs,
@@ -1135,26 +1194,31 @@ impl Builder {
                 .into_iter()
                 .map(|(u, rs)| {
                     let max_rss = rs.iter().map(|r| r.rss).max().unwrap_or(0);
-                    let immune = rs.iter().all(|r| matches!(r.oom_adj, Some(-1000) | Some(-17)));
-                    let why = if immune {
-                        "OOM-immune (oom_score_adj -1000 / oom_adj -17)".to_string()
+                    let immune = rs
+                        .iter()
+                        .all(|r| matches!(r.oom_adj, Some(-1000) | Some(-17)));
+                    let reason = if immune {
+                        SpareReason::Immune
                     } else if u == 0 && Some(u) != uid && root_bonus {
-                        format!(
-                            "root-owned: before 4.17 oom_badness() discounts CAP_SYS_ADMIN tasks (3% on RHEL 6 / 2.6.36+, /4 on vanilla 2.6.32), and these are small (max rss {max_rss} pages{}), so uid {}'s copies always scored higher",
-                            if victim_rss > 0 { format!(" vs victims' {victim_rss}") } else { String::new() },
-                            uid.map_or("?".to_string(), |x| x.to_string())
-                        )
+                        SpareReason::RootDiscount {
+                            max_rss_pages: max_rss,
+                            victims_rss_pages: (victim_rss > 0).then_some(victim_rss),
+                            victims_uid: uid,
+                        }
                     } else if victim_rss > 0 && max_rss < victim_rss {
-                        format!("lower badness: max rss {max_rss} pages vs victims' {victim_rss}")
+                        SpareReason::LowerBadness {
+                            max_rss_pages: max_rss,
+                            victims_rss_pages: victim_rss,
+                        }
                     } else {
-                        "not chosen (the log gives no reason)".to_string()
+                        SpareReason::Unknown
                     };
                     Spared {
                         uid: u,
                         count: rs.len(),
                         pids: rs.iter().take(MAX_PIDS_LISTED).map(|r| r.pid).collect(),
                         max_rss_pages: max_rss,
-                        why,
+                        reason,
                     }
                 })
                 .collect();
@@ -1177,33 +1241,6 @@ impl Builder {
                 is_loop,
             };
             if is_loop {
-                let who = format!(
-                    "{}{}{}",
-                    g.name,
-                    g.uid.map_or(String::new(), |u| format!(" (uid {u})")),
-                    g.memcg
-                        .as_ref()
-                        .map_or(String::new(), |m| format!(" in {m}"))
-                );
-                let rate_s = match (g.span_s, g.kills_per_s) {
-                    (Some(s), Some(r)) => format!(" in {s:.0} s (~{r}/s)"),
-                    _ => String::new(),
-                };
-                let master_s = g.likely_master.as_ref().map_or(
-                    "; no never-killed parent of that name and uid in the task tables".to_string(),
-                    |m| format!("; likely master pid {} (same name and uid, never killed, rss {} pages)", m.pid, m.rss_pages),
-                );
-                let summary = if confirmed {
-                    format!(
-                        "kill/respawn loop: {who}: {} kills, {} of them respawned (born during the OOM episode: not in its first task table, newer pids){rate_s}{master_s}",
-                        g.kills, g.respawned_kills
-                    )
-                } else {
-                    format!(
-                        "suspected kill/respawn loop: {who}: {} kills of {} distinct pids{rate_s}, no task table to confirm respawns{master_s}",
-                        g.kills, g.distinct_pids
-                    )
-                };
                 loops.push(LoopFinding {
                     name: g.name.clone(),
                     uid: g.uid,
@@ -1214,7 +1251,8 @@ impl Builder {
                     kills_per_s: g.kills_per_s,
                     span_s: g.span_s,
                     likely_master: g.likely_master.as_ref().map(|m| m.pid),
-                    summary,
+                    distinct_pids: g.distinct_pids,
+                    likely_master_rss_pages: g.likely_master.as_ref().map(|m| m.rss_pages),
                 });
             }
             groups.push(g);
