@@ -5,10 +5,13 @@
 //! Library API for the CLI: [`analyze_paths`] -> [`Analysis`] (Serialize, for
 //! `--json`), [`render_human`], [`exit_code`].
 
+mod diagnosis;
 mod envelope;
 mod era;
+mod incidents;
 mod input;
 mod model;
+mod records;
 mod render;
 
 use std::path::PathBuf;
@@ -107,7 +110,7 @@ pub fn analyze_paths(inputs: &[PathBuf], opts: &AnalyzeOptions) -> Result<Analys
     if inputs.is_empty() {
         return Err(AnalyzeError::NoInput);
     }
-    let mut b = model::Builder::new(opts.clone());
+    let mut b = incidents::Builder::new(opts.clone());
     for p in inputs {
         let name = p.display().to_string();
         let io_err = |source| AnalyzeError::Io {
@@ -124,7 +127,7 @@ pub fn analyze_paths(inputs: &[PathBuf], opts: &AnalyzeOptions) -> Result<Analys
 
 /// Analyse an in-memory log (tests, fuzzing).
 pub fn analyze_bytes(data: &[u8], opts: &AnalyzeOptions) -> Analysis {
-    let mut b = model::Builder::new(opts.clone());
+    let mut b = incidents::Builder::new(opts.clone());
     b.begin_input("<memory>", false);
     let mut r = data;
     let bytes = input::scan(&mut r, &mut b).unwrap_or(0);
