@@ -3,7 +3,8 @@
 //! loops (issue #3).
 //!
 //! Library API for the CLI: [`analyze_paths`] -> [`Analysis`] (Serialize, for
-//! `--json`), [`render_human`], [`exit_code`].
+//! `--json`), [`render_human`], [`exit_code`]; [`analyze_bytes`] and
+//! [`analyze_reader`] for logs already in memory or behind a reader.
 
 mod diagnosis;
 mod envelope;
@@ -14,6 +15,7 @@ mod model;
 mod records;
 mod render;
 
+use std::io::Read;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -133,6 +135,20 @@ pub fn analyze_bytes(data: &[u8], opts: &AnalyzeOptions) -> Analysis {
     let bytes = input::scan(&mut r, &mut b).unwrap_or(0);
     b.end_input(bytes);
     b.finish()
+}
+
+/// Analyse an uncompressed log read from `r`, named `name` in the
+/// analysis, in whatever pieces `r` hands it over.
+pub fn analyze_reader<R: Read>(
+    mut r: R,
+    name: &str,
+    opts: &AnalyzeOptions,
+) -> std::io::Result<Analysis> {
+    let mut b = incidents::Builder::new(opts.clone());
+    b.begin_input(name, false);
+    let bytes = input::scan(&mut r, &mut b)?;
+    b.end_input(bytes);
+    Ok(b.finish())
 }
 
 /// 0: no kill/respawn loop found; 1: a loop was found. (Unreadable input is
