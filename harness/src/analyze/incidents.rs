@@ -427,6 +427,9 @@ impl Builder {
                 }
             }
             KernelEvent::WouldHaveKilled { .. } => self.totals.would_have_killed += 1,
+            // The panic itself carries the story; the reboot that follows
+            // only ends the log.
+            KernelEvent::Rebooting { .. } => {}
         }
     }
 

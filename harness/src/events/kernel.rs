@@ -148,6 +148,10 @@ pub enum KernelEvent {
         pid: u32,
         name: String,
     },
+    /// `Rebooting in N seconds..`: a panic with `kernel.panic=N` reboots.
+    Rebooting {
+        after_s: u64,
+    },
     /// RHEL 6 `vm.would_have_oomkilled`: `Would have killed process P (comm). But continuing instead.`
     WouldHaveKilled {
         pid: u32,
@@ -252,6 +256,11 @@ pub const MESSAGES: &[Message] = &[
         keywords: &["OOM victim"],
         parse: messages::victim_exiting,
         example: "Memory cgroup out of memory: OOM victim 5 (x y) is already exiting. Skip killing the task",
+    },
+    Message {
+        keywords: &["Rebooting in"],
+        parse: messages::rebooting,
+        example: "Rebooting in 1 seconds..",
     },
     Message {
         keywords: &["no killable"],

@@ -229,7 +229,11 @@ impl RunRecord {
             return (Verdict::NotApplicable, why);
         }
         if let Some(reason) = &self.panic {
-            return (Verdict::Panic, format!("kernel panic: {reason}"));
+            let reboot = match self.reboot_after_s {
+                Some(n) => format!("; the kernel rebooted after {n} s (kernel.panic={n})"),
+                None => String::new(),
+            };
+            return (Verdict::Panic, format!("kernel panic: {reason}{reboot}"));
         }
         if self.ready_t.is_none() {
             let why = if let Some(cut) = &self.cut_short {

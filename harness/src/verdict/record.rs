@@ -59,6 +59,8 @@ pub struct RunRecord {
     pub oom_group_kills: usize,
     pub panic: Option<String>,
     pub panic_t: Option<f64>,
+    /// `Rebooting in N seconds..` after the panic (`kernel.panic=N`).
+    pub reboot_after_s: Option<u64>,
     /// (t, pid) of every worker the master forked, in order.
     pub worker_spawns: Vec<(f64, u32)>,
     pub worker_sigkills: usize,
@@ -156,6 +158,7 @@ impl RunRecord {
             }),
             KernelEvent::Reaped { .. } => self.reaped += 1,
             KernelEvent::OomGroup { .. } => self.oom_group_kills += 1,
+            KernelEvent::Rebooting { after_s } => self.reboot_after_s = Some(*after_s),
             KernelEvent::Panic { reason } if self.panic.is_none() => {
                 self.panic = Some(reason.clone());
                 self.panic_t = t;

@@ -407,3 +407,15 @@ pub(super) fn no_killable(msg: &str) -> Option<KernelEvent> {
     msg.contains("Out of memory and no killable processes")
         .then_some(KernelEvent::NoKillable)
 }
+
+/// After a panic with `kernel.panic=N` (N > 0): `Rebooting in N seconds..`
+/// (kernel/panic.c, every era).
+pub(super) fn rebooting(msg: &str) -> Option<KernelEvent> {
+    let i = msg.find("Rebooting in ")?;
+    let r = msg.get(i + "Rebooting in ".len()..)?;
+    let n = r.bytes().take_while(u8::is_ascii_digit).count();
+    let secs = r.get(..n)?.parse().ok()?;
+    r.get(n..)?
+        .starts_with(" second")
+        .then_some(KernelEvent::Rebooting { after_s: secs })
+}

@@ -350,6 +350,7 @@ fn variant(ev: &KernelEvent) -> &'static str {
         KernelEvent::MemcgLimitReached { .. } => "MemcgLimitReached",
         KernelEvent::KillSharing { .. } => "KillSharing",
         KernelEvent::WouldHaveKilled { .. } => "WouldHaveKilled",
+        KernelEvent::Rebooting { .. } => "Rebooting",
     }
 }
 
@@ -414,6 +415,7 @@ fn every_event_has_a_message() {
         "MemcgLimitReached",
         "KillSharing",
         "WouldHaveKilled",
+        "Rebooting",
     ];
     for v in all {
         assert!(made.contains(&v), "no MESSAGES entry produces {v}");
@@ -428,4 +430,13 @@ fn panic_trailer_is_not_an_event() {
         ev("---[ end Kernel panic - not syncing: Out of memory and no killable processes... ]---"),
         None
     );
+}
+
+#[test]
+fn reboot_after_a_panic() {
+    assert_eq!(
+        parse_message("Rebooting in 30 seconds.."),
+        Some(KernelEvent::Rebooting { after_s: 30 })
+    );
+    assert_eq!(parse_message("Rebooting in a while"), None);
 }
