@@ -99,7 +99,7 @@ fn matrix_runs_cells_side_by_side_and_its_report_renders_in_a_browser() {
     );
     for c in cells {
         assert_eq!(c["stable"], true);
-        let dir = PathBuf::from(c["runs"][0]["dir"].as_str().unwrap());
+        let dir = out.path().join(c["runs"][0]["dir"].as_str().unwrap());
         assert!(dir.join("report.json").is_file() && dir.join("console.log").is_file());
     }
     let md = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
@@ -109,7 +109,7 @@ fn matrix_runs_cells_side_by_side_and_its_report_renders_in_a_browser() {
     let kills: usize = cells
         .iter()
         .map(|c| {
-            let dir = PathBuf::from(c["runs"][0]["dir"].as_str().unwrap());
+            let dir = out.path().join(c["runs"][0]["dir"].as_str().unwrap());
             std::fs::read_to_string(dir.join("console.log"))
                 .unwrap()
                 .matches("Killed process")

@@ -232,6 +232,8 @@ fn default_out_dir(name: &str) -> PathBuf {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub qemu: PathBuf,
+    /// First line of `qemu --version`, for the record.
+    pub qemu_version: String,
     pub kernel: KernelImage,
     pub payload: PathBuf,
     pub decision: AccelDecision,
@@ -281,8 +283,15 @@ pub async fn prepare(
     )
     .await?;
     say(Progress::Done(StageDone::Probe(decision.clone())));
+    let qemu_version = crate::vm::accel::qemu_version(&qemu)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
     Ok(Prepared {
         qemu,
+        qemu_version,
         kernel,
         payload,
         decision,
@@ -330,6 +339,7 @@ pub async fn boot_and_judge(
     let say = |p: Progress| vm::runner::tell(ui.as_ref(), p);
     let Prepared {
         qemu,
+        qemu_version,
         kernel,
         payload,
         decision,
@@ -474,6 +484,7 @@ pub async fn boot_and_judge(
         stop: out.stop,
         out_dir: Some(out_dir.to_path_buf()),
         qemu_argv: out.argv,
+        qemu_version,
         programs: programs
             .iter()
             .map(|p| report::ProgramInfo {

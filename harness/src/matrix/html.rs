@@ -244,11 +244,9 @@ fn num(v: Option<f64>) -> String {
     }
 }
 
-fn rel(out: &Path, p: &Path) -> String {
-    p.strip_prefix(out)
-        .unwrap_or(p)
-        .to_string_lossy()
-        .into_owned()
+/// A run folder's path for a link: relative to the matrix folder already.
+fn rel(_out: &Path, p: &Path) -> String {
+    p.to_string_lossy().into_owned()
 }
 
 fn verdict_html(c: &CellSummary) -> String {
@@ -294,7 +292,7 @@ fn run_block(out: &Path, c: &CellSummary, r: &RunRef, series: &Series) -> String
 
 /// The whole page; `out` is the matrix folder (links are relative to it).
 pub fn render(s: &MatrixSummary, out: &Path) -> String {
-    render_with(s, out, &|r: &RunRef| load_series(&r.dir))
+    render_with(s, out, &|r: &RunRef| load_series(&out.join(&r.dir)))
 }
 
 /// [`render`] with the timelines from `load` (tests).

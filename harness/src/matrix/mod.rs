@@ -6,6 +6,7 @@
 //! `summary.json` (every run's own `report.json` stays in its folder) and
 //! one self-contained `report.html` with a timeline per run.
 
+pub mod formats;
 pub mod html;
 pub mod summary;
 
@@ -274,6 +275,7 @@ pub async fn run_matrix(
         .collect();
     let summary = summary::summarize(
         &done,
+        &opts.out,
         started.elapsed().as_secs_f64(),
         jobs,
         opts.repeat.max(1),

@@ -17,7 +17,8 @@ use crate::verdict::Verdict;
 pub struct RunRef {
     pub repeat: usize,
     /// The run's folder (console.log, telemetry.jsonl, timeline.jsonl,
-    /// report.json).
+    /// report.json), relative to the matrix folder, so a matrix folder can
+    /// be moved, archived by CI and merged.
     pub dir: PathBuf,
     /// None: the run could not happen (`error` says why).
     pub verdict: Option<Verdict>,
@@ -36,7 +37,9 @@ pub struct CellSummary {
     pub mitigations: Vec<String>,
     pub kernel: String,
     pub kernel_release: Option<String>,
+    pub kernel_sha256: Option<String>,
     pub accel: Option<String>,
+    pub qemu_version: Option<String>,
     pub expected: Option<Verdict>,
     /// The verdict when every repeat agreed; None when unstable or failed.
     pub verdict: Option<Verdict>,
@@ -108,6 +111,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 /// Cells in the order the scenarios were given, kernels in order.
 pub fn summarize(
     runs: &[(Planned, RunResult)],
+    out: &Path,
     wall_s: f64,
     jobs: usize,
     repeat: usize,
@@ -126,7 +130,7 @@ pub fn summarize(
     let mut cells = Vec::new();
     for key in order {
         let rs = &by_cell[&key];
-        cells.push(cell(rs));
+        cells.push(cell(rs, out));
     }
     // Scenarios in the order given, kernels in the order given: the plan
     // is repeat-major, so the first pass already has that order.
@@ -148,7 +152,8 @@ pub fn summarize(
     }
 }
 
-fn cell(rs: &[&(Planned, RunResult)]) -> CellSummary {
+fn cell(rs: &[&(Planned, RunResult)], out: &Path) -> CellSummary {
+    let rel = |d: &Path| d.strip_prefix(out).unwrap_or(d).to_path_buf();
     let planned = &rs[0].0;
     let sc = &planned.scenario;
     let reports: Vec<&Report> = rs
@@ -182,7 +187,12 @@ fn cell(rs: &[&(Planned, RunResult)]) -> CellSummary {
         mitigations: sc.mitigations.iter().map(|x| x.to_string()).collect(),
         kernel: planned.kernel.clone(),
         kernel_release: release,
+        kernel_sha256: reports.iter().find_map(|r| r.kernel.sha256.clone()),
         accel: reports.first().map(|r| r.accel.as_str().to_string()),
+        qemu_version: reports
+            .first()
+            .map(|r| r.qemu_version.clone())
+            .filter(|v| !v.is_empty()),
         expected,
         verdict,
         counts,
@@ -205,7 +215,7 @@ fn cell(rs: &[&(Planned, RunResult)]) -> CellSummary {
             .map(|(p, r)| match r {
                 RunResult::Judged(rep) => RunRef {
                     repeat: p.repeat,
-                    dir: p.dir.clone(),
+                    dir: rel(&p.dir),
                     verdict: Some(rep.verdict),
                     error: None,
                     wall_s: Some(rep.timings.wall_s),
@@ -214,7 +224,7 @@ fn cell(rs: &[&(Planned, RunResult)]) -> CellSummary {
                 },
                 RunResult::Failed(e) => RunRef {
                     repeat: p.repeat,
-                    dir: p.dir.clone(),
+                    dir: rel(&p.dir),
                     verdict: None,
                     error: Some(e.clone()),
                     wall_s: None,
@@ -417,9 +427,19 @@ pub fn render_markdown(s: &MatrixSummary) -> String {
 
 /// `summary.json`, `summary.md` and `report.html` in `out`, each written
 /// atomically.
+/// Every output of a matrix in `out`, each written atomically:
+/// `summary.json`, `summary.md`, `report.html`, and for CI `junit.xml`,
+/// `results.ktap` and `kcidb.json`.
 pub fn write_all(out: &Path, s: &MatrixSummary) -> std::io::Result<()> {
+    use super::formats;
     crate::report::write_json(&out.join("summary.json"), s)?;
     crate::atomic::write_bytes(&out.join("summary.md"), render_markdown(s).as_bytes())?;
+    crate::atomic::write_bytes(&out.join("junit.xml"), formats::junit(s).as_bytes())?;
+    crate::atomic::write_bytes(&out.join("results.ktap"), formats::ktap(s).as_bytes())?;
+    crate::report::write_json(
+        &out.join("kcidb.json"),
+        &formats::kcidb(s, out, &formats::host_name()),
+    )?;
     let html = super::html::render(s, out);
     crate::atomic::write_bytes(&out.join("report.html"), html.as_bytes())
 }

@@ -61,6 +61,9 @@ pub struct Report {
     /// Where the raw console log, telemetry and this report were kept.
     pub out_dir: Option<PathBuf>,
     pub qemu_argv: Vec<String>,
+    /// `qemu-system-x86_64 --version`, first line.
+    #[serde(default)]
+    pub qemu_version: String,
     /// Real programs packed into the guest (earlyoom...), with their
     /// Debian package versions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
