@@ -13,5 +13,6 @@ pub mod experiment;
 pub mod image;
 pub mod report;
 pub mod scenario;
+pub mod text;
 pub mod verdict;
 pub mod vm;
