@@ -60,6 +60,15 @@ fn escape(s: &str, unsafe_char: impl Fn(char) -> bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// At most `max` characters of `s`, and how many bytes were left out: for
+/// messages that quote input of any length.
+pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => Cow::Borrowed(s),
+        Some((at, _)) => Cow::Owned(format!("{}... ({} more bytes)", &s[..at], s.len() - at)),
+    }
+}
+
 /// The first [`is_unsafe`] character of `s` other than those `allowed`,
 /// with its byte offset: for validation that refuses them outright.
 pub fn first_unsafe(s: &str, allowed: &[char]) -> Option<(usize, char)> {
@@ -94,6 +103,12 @@ mod tests {
         assert!(!printable_lines(&all)
             .chars()
             .any(|c| is_unsafe(c) && c != '\n' && c != '\t'));
+    }
+
+    #[test]
+    fn clip_keeps_short_text_and_counts_the_rest() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("ééé", 1), "é... (4 more bytes)");
     }
 
     #[test]

@@ -338,15 +338,17 @@ impl Scenario {
                 return invalid.into_error(path, text);
             }
             match e.location() {
+                // serde quotes keys and values as written: escaped here, so
+                // no message carries a control character.
                 Some(loc) => ScenarioError::Parse {
                     path: path.to_path_buf(),
                     line: loc.line(),
                     column: loc.column(),
-                    msg: e.to_string(),
+                    msg: crate::text::printable(&e.to_string()).into_owned(),
                 },
                 None => ScenarioError::ParseNoLocation {
                     path: path.to_path_buf(),
-                    msg: e.to_string(),
+                    msg: crate::text::printable(&e.to_string()).into_owned(),
                 },
             }
         };
@@ -380,7 +382,7 @@ impl Scenario {
                 "name",
                 format!(
                     "`{}` must be 1-64 of A-Z a-z 0-9 . _ - and not start with '.' or '-'",
-                    self.name
+                    crate::text::printable(&crate::text::clip(&self.name, 80))
                 ),
             ));
         }

@@ -427,7 +427,7 @@ fn install_pinned(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A 4 KiB image with a valid header: 4 setup sectors (the `0` default)
