@@ -1,7 +1,7 @@
 //! `oomlab`: the command line. anyhow lives here only; the library speaks
 //! in typed errors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -213,8 +213,11 @@ fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOption
 /// Load and fully validate one scenario file (read once), kernel included:
 /// `kernel` (`run --kernel`) replaces the file's `vm.kernel` and is checked
 /// in its place. Errors are ready to print.
-fn load_checked(path: &PathBuf, kernel: Option<&str>) -> Result<Scenario, String> {
-    let shown = |e: &dyn std::fmt::Display| printable(&e.to_string()).into_owned();
+fn load_checked(path: &Path, kernel: Option<&str>) -> Result<Scenario, String> {
+    // Messages quote input; a 1 MiB value need not be shown whole.
+    let shown = |e: &dyn std::fmt::Display| {
+        printable(&oomlab::text::clip(&e.to_string(), 2000)).into_owned()
+    };
     let file = Scenario::load_file(path).map_err(|e| shown(&e))?;
     let mut s = file.scenario;
     let cat = oomlab::image::kernel::catalogue().map_err(|e| shown(&e))?;
@@ -478,5 +481,25 @@ async fn run(
         Exit::Mismatch
     } else {
         Exit::Success
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Exit;
+
+    #[test]
+    fn every_exit_status_has_one_explicit_code() {
+        assert_eq!(Exit::Success.code(), 0);
+        assert_eq!(Exit::Mismatch.code(), 1);
+        assert_eq!(Exit::BadInput.code(), 2);
+        assert_eq!(Exit::CannotRun.code(), 3);
+        assert_eq!(Exit::Signal(libc::SIGINT).code(), 130);
+        assert_eq!(Exit::Signal(libc::SIGTERM).code(), 143);
+        assert_eq!(Exit::Signal(127).code(), 255);
+        // No wrap-around: numbers no signal has are "could not run".
+        for n in [0, -1, 128, 200, 256 + 2, i32::MAX, i32::MIN] {
+            assert_eq!(Exit::Signal(n).code(), 3, "{n}");
+        }
     }
 }
