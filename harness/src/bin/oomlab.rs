@@ -214,7 +214,7 @@ fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOption
 /// `kernel` (`run --kernel`) replaces the file's `vm.kernel` and is checked
 /// in its place. Errors are ready to print.
 fn load_checked(path: &Path, kernel: Option<&str>) -> Result<Scenario, String> {
-    // Messages quote input; a 1 MiB value need not be shown whole.
+    // Messages quote input; a 256 KiB value need not be shown whole.
     let shown = |e: &dyn std::fmt::Display| {
         printable(&oomlab::text::clip(&e.to_string(), 2000)).into_owned()
     };

@@ -4,7 +4,7 @@
 //! the line. A scenario is turned into the guest's `scenario.conf`
 //! (protocol/PROTOCOL.md) by [`Scenario::guest_conf`].
 //!
-//! Files are read once, at most 1 MiB of them, and bounded before and while
+//! Files are read once, at most 256 KiB of them, and bounded before and while
 //! parsing (size, control characters, nesting, alias expansion, list
 //! lengths): see [`bounds`]. Anchors and aliases are allowed, within those
 //! bounds.
