@@ -398,6 +398,15 @@ pub async fn run<W: Watch>(
             s.send(Output::Booted { boot_s: b });
         }
         if let Some(code) = exited {
+            if telemetry.is_none() && telemetry_open {
+                // A guest that connected, wrote and exited before its
+                // connection was accepted left its lines queued on the
+                // socket: take them, or the run looks silent.
+                match tokio::time::timeout(Duration::from_millis(100), listener.accept()).await {
+                    Ok(Ok((stream, _))) => telemetry = Some(BufReader::new(stream)),
+                    _ => telemetry_open = false,
+                }
+            }
             if !console_open && (!telemetry_open || telemetry.is_none()) {
                 stop = Some(StopReason::QemuExited(code));
             } else if stop.is_none() {
