@@ -14,5 +14,6 @@ pub mod image;
 pub mod matrix;
 pub mod report;
 pub mod scenario;
+pub mod text;
 pub mod verdict;
 pub mod vm;

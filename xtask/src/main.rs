@@ -156,9 +156,9 @@ fn real_main() -> Result<ExitCode> {
     }
 }
 
-/// The project's tests: a bounded fuzz run of the log parser (cargo-fuzz
-/// needs nightly; this is its stand-in), then the whole suite, last, so its
-/// summary closes the output.
+/// The project's tests: bounded fuzz runs of the log parser and of
+/// scenario parsing (cargo-fuzz needs nightly; these are its stand-in),
+/// then the whole suite, last, so its summary closes the output.
 fn test() -> Result<ExitCode> {
     // A fixed seed: the gate is repeatable, and a failure replays exactly.
     // Explore further by hand with `--seed N --seconds M`.
@@ -175,6 +175,22 @@ fn test() -> Result<ExitCode> {
     ])?;
     if fuzz != ExitCode::SUCCESS {
         bail!("the parser fuzz run found a panic (input saved in the temp dir, see above)");
+    }
+    // Scenario files: hostile YAML must be refused within the bounds, never
+    // panic; the same fixed-seed rule.
+    let fuzz = cargo(&[
+        "run",
+        "--quiet",
+        "-p",
+        "oomlab",
+        "--example",
+        "fuzz_scenario",
+        "--",
+        "--seconds",
+        "5",
+    ])?;
+    if fuzz != ExitCode::SUCCESS {
+        bail!("the scenario fuzz run found a failure (input saved in the temp dir, see above)");
     }
     cargo(&["test", "--workspace"])
 }

@@ -1,22 +1,57 @@
 //! `oomlab`: the command line. anyhow lives here only; the library speaks
 //! in typed errors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use oomlab::events::kernel::KernelEvent;
 use oomlab::experiment::{self, ExperimentError, Progress, RunOptions, StageDone};
+use oomlab::image::ImageError;
 use oomlab::matrix::{MatrixEvent, RunResult};
 use oomlab::scenario::{Accel, Scenario};
+use oomlab::text::{printable, printable_lines};
 use oomlab::vm::Output;
 use tokio::sync::watch;
 
-/// Exit codes shared by every subcommand.
-mod code {
-    pub const MISMATCH: u8 = 1;
-    pub const BAD_INPUT: u8 = 2;
-    pub const CANNOT_RUN: u8 = 3;
+/// Exit statuses shared by every subcommand: the one place they become
+/// numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// 0: as expected (`run`), no loop found (`analyze`), valid (`check`).
+    Success,
+    /// 1: a verdict other than the expected one (`run`), a loop found
+    /// (`analyze`).
+    Mismatch,
+    /// 2: bad input: a scenario, a kernel or a log that cannot be used.
+    BadInput,
+    /// 3: the run could not happen (QEMU, disk, evidence lost, a busy
+    /// output folder).
+    CannotRun,
+    /// 128+N: interrupted by signal N (the shell's convention).
+    Signal(i32),
+}
+
+impl Exit {
+    fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Mismatch => 1,
+            Exit::BadInput => 2,
+            Exit::CannotRun => 3,
+            // Signal numbers are 1..=64 on Linux; 128+N must fit a byte.
+            Exit::Signal(n) => match u8::try_from(n) {
+                Ok(n @ 1..=127) => 128 + n,
+                _ => 3,
+            },
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e.code())
+    }
 }
 
 #[derive(Parser)]
@@ -137,12 +172,12 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("oomlab: cannot start the async runtime: {e}");
-            return ExitCode::from(code::CANNOT_RUN);
+            return Exit::CannotRun.into();
         }
     };
     // Current-thread runtime: QEMU is spawned from the main thread, so its
     // PR_SET_PDEATHSIG fires exactly when this process dies.
-    rt.block_on(async {
+    let exit = rt.block_on(async {
         match cli.cmd {
             Cmd::Check { scenarios } => check(&scenarios),
             Cmd::Matrix {
@@ -195,10 +230,11 @@ fn main() -> ExitCode {
                 run(&scenarios, json, out, opts, verbose).await
             }
         }
-    })
+    });
+    exit.into()
 }
 
-fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOptions) -> ExitCode {
+fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOptions) -> Exit {
     match oomlab::analyze::analyze_paths(inputs, opts) {
         Ok(a) => {
             if json {
@@ -206,41 +242,63 @@ fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOption
                     Ok(s) => println!("{s}"),
                     Err(e) => {
                         eprintln!("oomlab: cannot encode the analysis: {e}");
-                        return ExitCode::from(code::BAD_INPUT);
+                        return Exit::BadInput;
                     }
                 }
             } else {
                 print!("{}", oomlab::analyze::render_human(&a));
             }
-            ExitCode::from(oomlab::analyze::exit_code(&a) as u8)
+            match oomlab::analyze::exit_code(&a) {
+                0 => Exit::Success,
+                1 => Exit::Mismatch,
+                other => {
+                    eprintln!("oomlab: analyze gave an unknown status {other}");
+                    Exit::CannotRun
+                }
+            }
         }
         Err(e) => {
-            eprintln!("oomlab: {e}");
-            ExitCode::from(code::BAD_INPUT)
+            eprintln!("oomlab: {}", printable(&e.to_string()));
+            Exit::BadInput
         }
     }
 }
 
-/// Load and fully validate one scenario file, kernel spec included
-/// (`kernel` overrides the file's `vm.kernel`, as `run --kernel` does).
-fn load_checked(path: &PathBuf, kernel: Option<&str>) -> Result<Scenario, String> {
-    let mut s = Scenario::load(path).map_err(|e| e.to_string())?;
-    if let Some(k) = kernel {
-        s.vm.kernel = k.to_string();
-    }
-    let cat = oomlab::image::kernel::catalogue().map_err(|e| e.to_string())?;
+/// Load and fully validate one scenario file (read once), kernel included:
+/// `kernel` (`run --kernel`) replaces the file's `vm.kernel` and is checked
+/// in its place. Errors are ready to print.
+fn load_checked(path: &Path, kernel: Option<&str>) -> Result<Scenario, String> {
+    // Messages quote input; a 256 KiB value need not be shown whole.
+    let shown = |e: &dyn std::fmt::Display| {
+        printable(&oomlab::text::clip(&e.to_string(), 2000)).into_owned()
+    };
+    let file = Scenario::load_file(path).map_err(|e| shown(&e))?;
+    let mut s = file.scenario;
+    let cat = oomlab::image::kernel::catalogue().map_err(|e| shown(&e))?;
     let known: Vec<&str> = cat.kernels.iter().map(|k| k.name.as_str()).collect();
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    s.check_kernel(path, &text, &known)
-        .map_err(|e| e.to_string())?;
+    match kernel {
+        Some(k) => {
+            if let Some(why) = oomlab::scenario::kernel_problem(k, &known) {
+                return Err(format!("--kernel: {}", printable(&why)));
+            }
+            s.vm.kernel = k.to_string();
+        }
+        None => s
+            .check_kernel(path, &file.text, &known)
+            .map_err(|e| shown(&e))?,
+    }
     Ok(s)
 }
 
-fn check(paths: &[PathBuf]) -> ExitCode {
+fn check(paths: &[PathBuf]) -> Exit {
     let mut bad = false;
     for p in paths {
         match load_checked(p, None) {
-            Ok(s) => println!("{}: ok ({})", p.display(), s.name),
+            Ok(s) => println!(
+                "{}: ok ({})",
+                printable(&p.display().to_string()),
+                printable(&s.name)
+            ),
             Err(e) => {
                 eprintln!("oomlab: {e}");
                 bad = true;
@@ -248,9 +306,9 @@ fn check(paths: &[PathBuf]) -> ExitCode {
         }
     }
     if bad {
-        ExitCode::from(code::BAD_INPUT)
+        Exit::BadInput
     } else {
-        ExitCode::SUCCESS
+        Exit::Success
     }
 }
 
@@ -278,13 +336,14 @@ fn install_signals() -> watch::Receiver<Option<i32>> {
             _ = term.recv() => {}
         }
         eprintln!("oomlab: second signal, exiting now");
-        std::process::exit(128 + sig);
+        std::process::exit(i32::from(Exit::Signal(sig).code()));
     });
     rx
 }
 
 /// Progress on stderr: every stage's end, the first kills, panics; the
-/// console itself with `--verbose`.
+/// console itself with `--verbose`. What the guest, the kernel image or the
+/// scenario wrote is escaped ([`printable`]).
 fn show(p: Progress, verbose: bool, kills: &mut usize) {
     match p {
         Progress::Start(stage) => {
@@ -298,19 +357,21 @@ fn show(p: Progress, verbose: bool, kills: &mut usize) {
                 release,
                 pinned,
             } => eprintln!(
-                "oomlab: kernel {release} ({name}{})",
+                "oomlab: kernel {} ({}{})",
+                printable(&release),
+                printable(&name),
                 if pinned { ", pinned" } else { ", NOT pinned" }
             ),
             StageDone::Payload { path } => {
                 if verbose {
-                    eprintln!("oomlab: payload {}", path.display());
+                    eprintln!("oomlab: payload {}", printable(&path.display().to_string()));
                 }
             }
             StageDone::Probe(d) => eprintln!(
                 "oomlab: accelerator {}{}: {}",
                 d.used.as_str().to_uppercase(),
                 if d.cached { " (cached probe)" } else { "" },
-                d.reason
+                printable(&d.reason)
             ),
             StageDone::Image { bytes } => {
                 if verbose {
@@ -318,7 +379,9 @@ fn show(p: Progress, verbose: bool, kills: &mut usize) {
                 }
             }
             StageDone::Boot { boot_s } => eprintln!("oomlab: payload ready after {boot_s:.2} s"),
-            StageDone::Observe(why) => eprintln!("oomlab: stopping: {why}"),
+            StageDone::Observe(why) => {
+                eprintln!("oomlab: stopping: {}", printable(&why.to_string()))
+            }
             StageDone::Judge { verdict, .. } => {
                 if verbose {
                     eprintln!("oomlab: verdict {verdict}");
@@ -333,17 +396,21 @@ fn show(p: Progress, verbose: bool, kills: &mut usize) {
             }
             Output::Console(line) => {
                 if verbose {
-                    eprintln!("  | {line}");
+                    eprintln!("  | {}", printable(&line));
                 }
             }
             Output::Kernel(KernelEvent::Killed(k)) => {
                 *kills += 1;
                 if *kills == 1 || kills.is_power_of_two() {
-                    eprintln!("oomlab: OOM kill #{kills}: pid {} ({})", k.pid, k.name);
+                    eprintln!(
+                        "oomlab: OOM kill #{kills}: pid {} ({})",
+                        k.pid,
+                        printable(&k.name)
+                    );
                 }
             }
             Output::Kernel(KernelEvent::Panic { reason }) => {
-                eprintln!("oomlab: kernel panic: {reason}")
+                eprintln!("oomlab: kernel panic: {}", printable(&reason))
             }
             // Other kernel events and telemetry are in the logs and the
             // report; the terminal shows kills and panics only.
@@ -354,13 +421,49 @@ fn show(p: Progress, verbose: bool, kills: &mut usize) {
     }
 }
 
+/// How a run that produced no report ends: what to say, and the status.
+fn run_error(name: &str, e: &ExperimentError) -> Exit {
+    let name = printable(name);
+    match e {
+        ExperimentError::Interrupted(sig) => {
+            eprintln!("oomlab: interrupted by signal {sig}; QEMU stopped, temp files removed");
+            Exit::Signal(*sig)
+        }
+        ExperimentError::LostEvidence { errors, report } => {
+            if let Some(r) = report.as_ref() {
+                print!("{}", oomlab::report::render_terminal(r));
+            }
+            eprintln!(
+                "oomlab: {name}: EVIDENCE INCOMPLETE, no verdict is claimed: {}",
+                printable(&errors.join("; "))
+            );
+            Exit::CannotRun
+        }
+        // The kernel file was checked before the run; one that changed
+        // since is still the user's input.
+        ExperimentError::Image(ImageError::NotBootImage { .. }) => {
+            eprintln!("oomlab: {name}: {}", printable(&e.to_string()));
+            Exit::BadInput
+        }
+        // QemuFailed (QEMU ended before the guest printed a line) carries
+        // QEMU's own stderr: kept as lines, escaped.
+        e => {
+            eprintln!(
+                "oomlab: {name}: cannot run: {}",
+                printable_lines(&e.to_string())
+            );
+            Exit::CannotRun
+        }
+    }
+}
+
 async fn run(
     paths: &[PathBuf],
     json: Option<PathBuf>,
     out: Option<PathBuf>,
     mut opts: RunOptions,
     verbose: bool,
-) -> ExitCode {
+) -> Exit {
     // Validate every file before booting anything.
     let mut scenarios = Vec::new();
     for p in paths {
@@ -368,13 +471,13 @@ async fn run(
             Ok(s) => scenarios.push(s),
             Err(e) => {
                 eprintln!("oomlab: {e}");
-                return ExitCode::from(code::BAD_INPUT);
+                return Exit::BadInput;
             }
         }
     }
     let cancel = install_signals();
     let many = scenarios.len() > 1;
-    let mut worst = 0u8;
+    let mut mismatch = false;
     let mut used_names = std::collections::HashSet::new();
     for s in &scenarios {
         // Two runs of one scenario name in one call get distinct outputs.
@@ -399,7 +502,11 @@ async fn run(
                 show(p, verbose, &mut kills);
             }
         });
-        eprintln!("oomlab: running {} ({})", s.name, s.description);
+        eprintln!(
+            "oomlab: running {} ({})",
+            printable(&s.name),
+            printable(&s.description)
+        );
         let result = experiment::run_scenario(s, &opts, Some(tx), cancel.clone()).await;
         let _ = printer.await;
         match result {
@@ -412,36 +519,43 @@ async fn run(
                         j.clone()
                     };
                     if let Err(e) = oomlab::report::write_json(&path, &report) {
-                        eprintln!("oomlab: cannot write {}: {e}", path.display());
-                        return ExitCode::from(code::CANNOT_RUN);
+                        eprintln!(
+                            "oomlab: cannot write {}: {e}",
+                            printable(&path.display().to_string())
+                        );
+                        return Exit::CannotRun;
                     }
                 }
-                if !report.matches {
-                    worst = worst.max(code::MISMATCH);
-                }
+                mismatch |= !report.matches;
             }
-            Err(ExperimentError::Interrupted(sig)) => {
-                eprintln!("oomlab: interrupted by signal {sig}; QEMU stopped, temp files removed");
-                return ExitCode::from(128 + sig as u8);
-            }
-            Err(ExperimentError::LostEvidence { errors, report }) => {
-                if let Some(r) = report.as_ref() {
-                    print!("{}", oomlab::report::render_terminal(r));
-                }
-                eprintln!(
-                    "oomlab: {}: the run's evidence was not fully written: {}",
-                    s.name,
-                    errors.join("; ")
-                );
-                return ExitCode::from(code::CANNOT_RUN);
-            }
-            Err(e) => {
-                eprintln!("oomlab: {}: cannot run: {e}", s.name);
-                return ExitCode::from(code::CANNOT_RUN);
-            }
+            Err(e) => return run_error(&s.name, &e),
         }
     }
-    ExitCode::from(worst)
+    if mismatch {
+        Exit::Mismatch
+    } else {
+        Exit::Success
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Exit;
+
+    #[test]
+    fn every_exit_status_has_one_explicit_code() {
+        assert_eq!(Exit::Success.code(), 0);
+        assert_eq!(Exit::Mismatch.code(), 1);
+        assert_eq!(Exit::BadInput.code(), 2);
+        assert_eq!(Exit::CannotRun.code(), 3);
+        assert_eq!(Exit::Signal(libc::SIGINT).code(), 130);
+        assert_eq!(Exit::Signal(libc::SIGTERM).code(), 143);
+        assert_eq!(Exit::Signal(127).code(), 255);
+        // No wrap-around: numbers no signal has are "could not run".
+        for n in [0, -1, 128, 200, 256 + 2, i32::MAX, i32::MIN] {
+            assert_eq!(Exit::Signal(n).code(), 3, "{n}");
+        }
+    }
 }
 
 /// Progress of a matrix: a bar on a terminal, plain lines otherwise.
@@ -511,23 +625,24 @@ impl MatrixUi {
     }
 }
 
-async fn matrix(paths: &[PathBuf], opts: oomlab::matrix::MatrixOptions) -> ExitCode {
+async fn matrix(paths: &[PathBuf], opts: oomlab::matrix::MatrixOptions) -> Exit {
     let mut scenarios = Vec::new();
     for p in paths {
-        // Each --kernel is checked against the first file (the check is
-        // the same for every file); the files keep their own kernel.
-        let checks = std::iter::once(None).chain(opts.kernels.iter().map(|k| Some(k.as_str())));
-        for kernel in checks {
-            if let Err(e) = load_checked(p, kernel) {
-                eprintln!("oomlab: {e}");
-                return ExitCode::from(code::BAD_INPUT);
-            }
-        }
         match load_checked(p, None) {
             Ok(s) => scenarios.push(s),
             Err(e) => {
                 eprintln!("oomlab: {e}");
-                return ExitCode::from(code::BAD_INPUT);
+                return Exit::BadInput;
+            }
+        }
+    }
+    // Every --kernel must be usable before anything boots.
+    if let Ok(cat) = oomlab::image::kernel::catalogue() {
+        let known: Vec<&str> = cat.kernels.iter().map(|k| k.name.as_str()).collect();
+        for k in &opts.kernels {
+            if let Some(why) = oomlab::scenario::kernel_problem(k, &known) {
+                eprintln!("oomlab: --kernel: {}", printable(&why));
+                return Exit::BadInput;
             }
         }
     }
@@ -558,17 +673,27 @@ async fn matrix(paths: &[PathBuf], opts: oomlab::matrix::MatrixOptions) -> ExitC
     let _ = printer.await;
     match result {
         Ok(summary) => {
-            print!("{}", oomlab::matrix::summary::render_terminal(&summary));
-            println!("report: {}", opts.out.join("report.html").display());
-            ExitCode::from(summary.exit_code())
+            print!(
+                "{}",
+                printable_lines(&oomlab::matrix::summary::render_terminal(&summary))
+            );
+            println!(
+                "report: {}",
+                printable(&opts.out.join("report.html").display().to_string())
+            );
+            match summary.exit_code() {
+                0 => Exit::Success,
+                1 => Exit::Mismatch,
+                _ => Exit::CannotRun,
+            }
         }
         Err(oomlab::matrix::MatrixError::Interrupted(sig)) => {
             eprintln!("oomlab: interrupted by signal {sig}; QEMU stopped, no summary written");
-            ExitCode::from(128 + sig as u8)
+            Exit::Signal(sig)
         }
         Err(e) => {
-            eprintln!("oomlab: matrix: {e}");
-            ExitCode::from(code::CANNOT_RUN)
+            eprintln!("oomlab: matrix: {}", printable(&e.to_string()));
+            Exit::CannotRun
         }
     }
 }

@@ -180,6 +180,12 @@ pub async fn run_matrix(
         what: format!("create {}", opts.out.display()),
         source,
     })?;
+    // One matrix per folder; and an earlier matrix's summaries go first,
+    // so an interrupted matrix never leaves summaries that are not its own.
+    let _lock = experiment::OutDirLock::acquire(&opts.out)?;
+    for f in summary::OUTPUTS {
+        let _ = std::fs::remove_file(opts.out.join(f));
+    }
 
     // Kernel, payload and accelerator once per (kernel, accelerator).
     let mut prepared: BTreeMap<(String, Accel), Prepared> = BTreeMap::new();

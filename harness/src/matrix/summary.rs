@@ -427,6 +427,16 @@ pub fn render_markdown(s: &MatrixSummary) -> String {
 
 /// `summary.json`, `summary.md` and `report.html` in `out`, each written
 /// atomically.
+/// The files a matrix writes at its end.
+pub const OUTPUTS: [&str; 6] = [
+    "summary.json",
+    "summary.md",
+    "junit.xml",
+    "results.ktap",
+    "kcidb.json",
+    "report.html",
+];
+
 /// Every output of a matrix in `out`, each written atomically:
 /// `summary.json`, `summary.md`, `report.html`, and for CI `junit.xml`,
 /// `results.ktap` and `kcidb.json`.

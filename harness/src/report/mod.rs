@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::text::printable;
 use crate::verdict::{Evidence, Verdict};
 use crate::vm::accel::AccelDecision;
 use crate::vm::{AccelKind, StopReason};
@@ -78,7 +79,9 @@ fn opt_s(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.2} s"))
 }
 
-/// A few lines a tired on-call engineer reads first.
+/// A few lines a tired on-call engineer reads first. Every string that came
+/// from input (the scenario, the kernel image, the guest) is escaped with
+/// [`printable`].
 pub fn render_terminal(r: &Report) -> String {
     let e = &r.evidence;
     let mut s = String::new();
@@ -87,14 +90,20 @@ pub fn render_terminal(r: &Report) -> String {
         (Some(x), true) => format!("  (expected {x}: ok)"),
         (Some(x), false) => format!("  (expected {x}: MISMATCH)"),
     };
+    let lost = if r.evidence_errors.is_empty() {
+        ""
+    } else {
+        "  [EVIDENCE INCOMPLETE: no verdict is claimed]"
+    };
     let _ = writeln!(
         s,
-        "{}: {}{}",
-        r.scenario,
+        "{}: {}{}{}",
+        printable(&r.scenario),
         r.verdict.as_str().to_uppercase(),
-        mark
+        mark,
+        lost
     );
-    let _ = writeln!(s, "  why:      {}", r.why);
+    let _ = writeln!(s, "  why:      {}", printable(&r.why));
     let _ = writeln!(
         s,
         "  accel:    {}{} ({})",
@@ -104,13 +113,13 @@ pub fn render_terminal(r: &Report) -> String {
         } else {
             ""
         },
-        r.accel_decision.reason
+        printable(&r.accel_decision.reason)
     );
     let _ = writeln!(
         s,
         "  kernel:   {} ({})",
-        r.kernel.release.as_deref().unwrap_or("release unknown"),
-        r.kernel.name
+        printable(r.kernel.release.as_deref().unwrap_or("release unknown")),
+        printable(&r.kernel.name)
     );
     let _ = writeln!(
         s,
@@ -148,16 +157,16 @@ pub fn render_terminal(r: &Report) -> String {
         "  time:     boot {}, verdict after {:.1} s wall; stopped: {}",
         opt_s(r.timings.boot_s),
         r.timings.wall_s,
-        r.stop
+        printable(&r.stop.to_string())
     );
     for n in &e.notes {
-        let _ = writeln!(s, "  note:     {n}");
+        let _ = writeln!(s, "  note:     {}", printable(n));
     }
     for n in &r.evidence_errors {
-        let _ = writeln!(s, "  ERROR:    {n}");
+        let _ = writeln!(s, "  ERROR:    {}", printable(n));
     }
     if let Some(d) = &r.out_dir {
-        let _ = writeln!(s, "  logs:     {}", d.display());
+        let _ = writeln!(s, "  logs:     {}", printable(&d.display().to_string()));
     }
     s
 }
