@@ -538,25 +538,6 @@ async fn run(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Exit;
-
-    #[test]
-    fn every_exit_status_has_one_explicit_code() {
-        assert_eq!(Exit::Success.code(), 0);
-        assert_eq!(Exit::Mismatch.code(), 1);
-        assert_eq!(Exit::BadInput.code(), 2);
-        assert_eq!(Exit::CannotRun.code(), 3);
-        assert_eq!(Exit::Signal(libc::SIGINT).code(), 130);
-        assert_eq!(Exit::Signal(libc::SIGTERM).code(), 143);
-        assert_eq!(Exit::Signal(127).code(), 255);
-        // No wrap-around: numbers no signal has are "could not run".
-        for n in [0, -1, 128, 200, 256 + 2, i32::MAX, i32::MIN] {
-            assert_eq!(Exit::Signal(n).code(), 3, "{n}");
-        }
-    }
-}
 
 /// Progress of a matrix: a bar on a terminal, plain lines otherwise.
 struct MatrixUi {
@@ -694,6 +675,26 @@ async fn matrix(paths: &[PathBuf], opts: oomlab::matrix::MatrixOptions) -> Exit 
         Err(e) => {
             eprintln!("oomlab: matrix: {}", printable(&e.to_string()));
             Exit::CannotRun
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Exit;
+
+    #[test]
+    fn every_exit_status_has_one_explicit_code() {
+        assert_eq!(Exit::Success.code(), 0);
+        assert_eq!(Exit::Mismatch.code(), 1);
+        assert_eq!(Exit::BadInput.code(), 2);
+        assert_eq!(Exit::CannotRun.code(), 3);
+        assert_eq!(Exit::Signal(libc::SIGINT).code(), 130);
+        assert_eq!(Exit::Signal(libc::SIGTERM).code(), 143);
+        assert_eq!(Exit::Signal(127).code(), 255);
+        // No wrap-around: numbers no signal has are "could not run".
+        for n in [0, -1, 128, 200, 256 + 2, i32::MAX, i32::MIN] {
+            assert_eq!(Exit::Signal(n).code(), 3, "{n}");
         }
     }
 }
