@@ -19,3 +19,8 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 rustup target add x86_64-unknown-linux-musl || true
+
+# The CI-format tests read oomlab's KCIDB and JUnit output with kernel CI's
+# own readers.
+python3 -c "import kcidb_io, junitparser" 2>/dev/null \
+    || python3 -m pip install --quiet kcidb-io junitparser

@@ -145,3 +145,99 @@ fn matrix_runs_cells_side_by_side_and_its_report_renders_in_a_browser() {
         "no MemAvailable line drawn"
     );
 }
+
+fn matrix(out: &Path, extra: &[&str]) -> (Option<i32>, Value) {
+    let o = Command::new(oomlab_bin())
+        .current_dir(root())
+        .args([
+            "matrix",
+            "scenarios/seed-livelock.yaml",
+            "scenarios/oom-group.yaml",
+            "--out",
+        ])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap_or_else(|e| {
+        panic!(
+            "no summary ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code(), serde_json::from_str(&summary).unwrap())
+}
+
+fn verdicts(summary: &Value) -> Vec<(String, String, Value)> {
+    let mut v: Vec<(String, String, Value)> = summary["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["scenario"].as_str().unwrap().to_string(),
+                c["kernel"].as_str().unwrap().to_string(),
+                c["verdict"].clone(),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    v
+}
+
+/// Kernel CI's view: the matrix split over two "machines" (shards), merged,
+/// gives the same verdicts as one unsharded matrix, and its JUnit, KTAP and
+/// KCIDB are accepted by their consumers' own readers.
+#[test]
+fn shards_merge_to_the_unsharded_verdicts_in_ci_formats() {
+    use oomlab_e2e::{ktap, python_check, JUNIT_READ, KCIDB_VALIDATE};
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, whole) = matrix(&tmp.path().join("whole"), &["--jobs", "2"]);
+    assert_eq!(code, Some(0));
+    let (c1, s1) = matrix(&tmp.path().join("s1"), &["--shard", "1/2", "--jobs", "1"]);
+    let (c2, s2) = matrix(&tmp.path().join("s2"), &["--shard", "2/2", "--jobs", "1"]);
+    assert_eq!((c1, c2), (Some(0), Some(0)));
+    assert_eq!(s1["cells"].as_array().unwrap().len(), 1);
+    assert_eq!(s2["cells"].as_array().unwrap().len(), 1);
+    let merged_dir = tmp.path().join("merged");
+    let o = Command::new(oomlab_bin())
+        .arg("merge")
+        .arg(tmp.path().join("s1"))
+        .arg(tmp.path().join("s2"))
+        .arg("--out")
+        .arg(&merged_dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let merged: Value =
+        serde_json::from_str(&std::fs::read_to_string(merged_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(verdicts(&merged), verdicts(&whole));
+    // The merged folder holds every run it links to.
+    for c in merged["cells"].as_array().unwrap() {
+        let dir = merged_dir.join(c["runs"][0]["dir"].as_str().unwrap());
+        assert!(dir.join("console.log").is_file() && dir.join("scenario.yaml").is_file());
+    }
+
+    // KCIDB: the consumer's own schema accepts it, one test per cell.
+    let n = python_check(KCIDB_VALIDATE, &merged_dir.join("kcidb.json"));
+    assert_eq!(n.trim(), "2");
+    // JUnit: a JUnit parser reads one suite per kernel, both cases passed.
+    let j: Value =
+        serde_json::from_str(&python_check(JUNIT_READ, &merged_dir.join("junit.xml"))).unwrap();
+    assert_eq!(j.as_array().unwrap().len(), 1, "{j}");
+    assert_eq!(j[0][1], 2);
+    assert_eq!(j[0][2], 0);
+    // KTAP: the grammar of ktap.rst, one subtest per kernel.
+    let k =
+        ktap::parse(&std::fs::read_to_string(merged_dir.join("results.ktap")).unwrap()).unwrap();
+    assert_eq!(k.len(), 1);
+    assert_eq!(k[0].subtests.len(), 2);
+    assert!(k[0].ok);
+}

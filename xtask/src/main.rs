@@ -245,6 +245,7 @@ fn setup(root: &Path) -> Result<()> {
         "chromium",
         "the HTML report test renders the page",
     )?;
+    ensure_python_validators()?;
     if payload::musl_installed() {
         println!("musl target: present");
     } else {
@@ -266,6 +267,30 @@ fn setup(root: &Path) -> Result<()> {
         p.reason
     );
     fetch_kernel(kernel::DEFAULT_KERNEL)
+}
+
+/// The CI-format tests check oomlab's KCIDB and JUnit output with the
+/// readers kernel CI uses (PyPI `kcidb-io`, `junitparser`).
+fn ensure_python_validators() -> Result<()> {
+    let have = Command::new("python3")
+        .args(["-c", "import kcidb_io, junitparser"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if have {
+        println!("kcidb-io, junitparser: present");
+        return Ok(());
+    }
+    run_checked(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "kcidb-io",
+        "junitparser",
+    ]))
+    .context("install the CI-format validators (python3 -m pip install kcidb-io junitparser)")?;
+    println!("kcidb-io, junitparser: installed");
+    Ok(())
 }
 
 /// A Debian package the tests or the demo need, installed from the host's

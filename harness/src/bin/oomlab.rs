@@ -155,6 +155,19 @@ enum Cmd {
         /// Probe KVM again instead of trusting the cached answer.
         #[arg(long)]
         reprobe: bool,
+        /// Only shard I of N (e.g. `1/2`): the cells are dealt out
+        /// deterministically; `oomlab merge` joins the shards' folders.
+        #[arg(long, value_parser = oomlab::matrix::parse_shard)]
+        shard: Option<(usize, usize)>,
+    },
+    /// Join the folders of sharded matrices (`oomlab matrix --shard I/N`)
+    /// into one: the runs copied in, one summary, one table, one report,
+    /// JUnit, KTAP and KCIDB over all cells. Exit codes as `matrix`.
+    Merge {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Validate scenario files without running them.
     Check {
@@ -180,6 +193,7 @@ fn main() -> ExitCode {
     let exit = rt.block_on(async {
         match cli.cmd {
             Cmd::Check { scenarios } => check(&scenarios),
+            Cmd::Merge { inputs, out } => merge(&inputs, &out),
             Cmd::Matrix {
                 scenarios,
                 kernels,
@@ -188,6 +202,7 @@ fn main() -> ExitCode {
                 out,
                 accel,
                 reprobe,
+                shard,
             } => {
                 let opts = oomlab::matrix::MatrixOptions {
                     kernels,
@@ -196,6 +211,7 @@ fn main() -> ExitCode {
                     out,
                     accel: accel.map(AccelArg::to_accel),
                     reprobe,
+                    shard,
                 };
                 matrix(&scenarios, opts).await
             }
@@ -538,7 +554,6 @@ async fn run(
     }
 }
 
-
 /// Progress of a matrix: a bar on a terminal, plain lines otherwise.
 struct MatrixUi {
     bar: Option<indicatif::ProgressBar>,
@@ -606,6 +621,33 @@ impl MatrixUi {
     }
 }
 
+/// A matrix's table on stdout, where its report is, and its exit code.
+fn show_summary(summary: &oomlab::matrix::MatrixSummary, out: &Path) -> Exit {
+    print!(
+        "{}",
+        printable_lines(&oomlab::matrix::summary::render_terminal(summary))
+    );
+    println!(
+        "report: {}",
+        printable(&out.join("report.html").display().to_string())
+    );
+    match summary.exit_code() {
+        0 => Exit::Success,
+        1 => Exit::Mismatch,
+        _ => Exit::CannotRun,
+    }
+}
+
+fn merge(inputs: &[PathBuf], out: &Path) -> Exit {
+    match oomlab::matrix::merge::merge(inputs, out) {
+        Ok(summary) => show_summary(&summary, out),
+        Err(e) => {
+            eprintln!("oomlab: merge: {}", printable(&e.to_string()));
+            Exit::BadInput
+        }
+    }
+}
+
 async fn matrix(paths: &[PathBuf], opts: oomlab::matrix::MatrixOptions) -> Exit {
     let mut scenarios = Vec::new();
     for p in paths {
@@ -653,21 +695,7 @@ async fn matrix(paths: &[PathBuf], opts: oomlab::matrix::MatrixOptions) -> Exit 
     let result = oomlab::matrix::run_matrix(&scenarios, &opts, Some(tx), cancel).await;
     let _ = printer.await;
     match result {
-        Ok(summary) => {
-            print!(
-                "{}",
-                printable_lines(&oomlab::matrix::summary::render_terminal(&summary))
-            );
-            println!(
-                "report: {}",
-                printable(&opts.out.join("report.html").display().to_string())
-            );
-            match summary.exit_code() {
-                0 => Exit::Success,
-                1 => Exit::Mismatch,
-                _ => Exit::CannotRun,
-            }
-        }
+        Ok(summary) => show_summary(&summary, &opts.out),
         Err(oomlab::matrix::MatrixError::Interrupted(sig)) => {
             eprintln!("oomlab: interrupted by signal {sig}; QEMU stopped, no summary written");
             Exit::Signal(sig)

@@ -467,6 +467,17 @@ pub async fn boot_and_judge(
         decision,
         probe_s,
     } = prep;
+    // The scenario beside its logs: the folder alone says what ran (and
+    // `oomlab merge` rebuilds cells from it).
+    let yaml = serde_yaml::to_string(scenario).map_err(|e| ExperimentError::Io {
+        what: "serialise the scenario".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    crate::atomic::write_bytes(
+        &out_dir.join(crate::matrix::merge::SCENARIO_FILE),
+        yaml.as_bytes(),
+    )
+    .map_err(io(format!("write {}/scenario.yaml", out_dir.display())))?;
     say(Progress::Start(Stage::Image));
     let scratch = scratch_dir()?;
     let initrd = scratch.path().join("initrd.cpio");

@@ -76,7 +76,11 @@ fn xml(s: &str) -> String {
 }
 
 fn secs(c: &CellSummary) -> f64 {
-    let walls: Vec<f64> = c.runs.iter().filter_map(|r| r.wall_s).collect();
+    let walls: Vec<f64> = c
+        .runs
+        .iter()
+        .filter_map(|r| r.metrics.as_ref().map(|m| m.wall_s))
+        .collect();
     walls.iter().sum::<f64>()
 }
 

@@ -8,6 +8,7 @@
 
 pub mod formats;
 pub mod html;
+pub mod merge;
 pub mod summary;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,28 @@ pub struct MatrixOptions {
     pub out: PathBuf,
     pub accel: Option<Accel>,
     pub reprobe: bool,
+    /// `Some((i, n))`: only the cells of shard i of n (1-based), for
+    /// splitting a matrix over CI machines; `oomlab merge` joins them.
+    pub shard: Option<(usize, usize)>,
+}
+
+/// `I/N` with 1 <= I <= N.
+pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: expected I/N, e.g. 1/2"))?;
+    let (i, n): (usize, usize) = (
+        i.trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: I is not a number"))?,
+        n.trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: N is not a number"))?,
+    );
+    if n == 0 || i == 0 || i > n {
+        return Err(format!("`{s}`: need 1 <= I <= N"));
+    }
+    Ok((i, n))
 }
 
 /// One run to do: a scenario on a kernel, the `repeat`-th time.
@@ -94,6 +117,15 @@ pub enum MatrixError {
     Interrupted(i32),
 }
 
+impl From<merge::MergeError> for MatrixError {
+    fn from(e: merge::MergeError) -> Self {
+        MatrixError::Io {
+            what: "merge".into(),
+            source: std::io::Error::other(e.to_string()),
+        }
+    }
+}
+
 /// A name that is safe as one path component.
 pub fn path_part(s: &str) -> String {
     let base = Path::new(s)
@@ -114,8 +146,31 @@ pub fn path_part(s: &str) -> String {
 }
 
 /// The runs of a matrix, repeat-major so a first pass over every cell
-/// finishes before the repeats start.
+/// finishes before the repeats start. With a shard, the cells (sorted by
+/// scenario and kernel, so the split does not depend on the order the
+/// files were given in) are dealt round-robin, every repeat of a cell in
+/// the same shard.
 pub fn plan(scenarios: &[Scenario], opts: &MatrixOptions) -> Vec<Planned> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for s in scenarios {
+        let kernels: Vec<String> = if opts.kernels.is_empty() {
+            vec![s.vm.kernel.clone()]
+        } else {
+            opts.kernels.clone()
+        };
+        for k in kernels {
+            keys.push((s.name.clone(), k));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    let in_shard = |name: &str, kernel: &str| match opts.shard {
+        None => true,
+        Some((i, n)) => keys
+            .iter()
+            .position(|(s, k)| s == name && k == kernel)
+            .is_some_and(|pos| pos % n == i - 1),
+    };
     let mut runs = Vec::new();
     for repeat in 1..=opts.repeat.max(1) {
         for s in scenarios {
@@ -126,6 +181,9 @@ pub fn plan(scenarios: &[Scenario], opts: &MatrixOptions) -> Vec<Planned> {
             };
             let scenario = Arc::new(s.clone());
             for kernel in kernels {
+                if !in_shard(&s.name, &kernel) {
+                    continue;
+                }
                 let dir = opts
                     .out
                     .join(path_part(&s.name))

@@ -23,9 +23,84 @@ pub struct RunRef {
     /// None: the run could not happen (`error` says why).
     pub verdict: Option<Verdict>,
     pub error: Option<String>,
-    pub wall_s: Option<f64>,
+    /// What the run measured (absent when it could not happen): enough to
+    /// rebuild its cell when shards are merged.
+    pub metrics: Option<RunMetrics>,
+}
+
+/// One judged run's numbers, from its report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunMetrics {
+    pub why: String,
+    pub wall_s: f64,
     pub boot_s: Option<f64>,
+    pub kernel_release: Option<String>,
+    pub kernel_sha256: Option<String>,
+    pub accel: String,
+    pub qemu_version: String,
+    pub oom_kills: usize,
+    pub user_kills: usize,
+    pub kills_by: Vec<(String, usize)>,
+    pub respawns: usize,
+    pub worker_failures: usize,
     pub kill_rate_per_s: Option<f64>,
+    pub first_oom_s: Option<f64>,
+    pub recovery_s: Option<f64>,
+    pub canary_max_late_ms: Option<f64>,
+    pub canary_p99_late_ms: Option<f64>,
+    pub availability: Option<f64>,
+    pub window_s: f64,
+    pub master_exited: bool,
+}
+
+impl RunRef {
+    /// The summary's record of one run; `dir` relative to the matrix folder.
+    pub fn of(repeat: usize, dir: PathBuf, result: &RunResult) -> RunRef {
+        match result {
+            RunResult::Judged(r) => RunRef {
+                repeat,
+                dir,
+                verdict: Some(r.verdict),
+                error: None,
+                metrics: Some(RunMetrics::of(r)),
+            },
+            RunResult::Failed(e) => RunRef {
+                repeat,
+                dir,
+                verdict: None,
+                error: Some(e.clone()),
+                metrics: None,
+            },
+        }
+    }
+}
+
+impl RunMetrics {
+    fn of(r: &Report) -> RunMetrics {
+        let e = &r.evidence;
+        RunMetrics {
+            why: r.why.clone(),
+            wall_s: r.timings.wall_s,
+            boot_s: r.timings.boot_s,
+            kernel_release: r.kernel.release.clone(),
+            kernel_sha256: r.kernel.sha256.clone(),
+            accel: r.accel.as_str().to_string(),
+            qemu_version: r.qemu_version.clone(),
+            oom_kills: e.oom_kills,
+            user_kills: e.user_kills,
+            kills_by: e.kills_by.clone(),
+            respawns: e.respawns,
+            worker_failures: e.worker_failures,
+            kill_rate_per_s: e.kill_rate_per_s,
+            first_oom_s: e.first_oom_s,
+            recovery_s: e.recovery_s,
+            canary_max_late_ms: e.canary_max_late_ms,
+            canary_p99_late_ms: e.canary_p99_late_ms,
+            availability: e.availability,
+            window_s: e.window_s,
+            master_exited: e.master_exited,
+        }
+    }
 }
 
 /// One (scenario, kernel) cell.
@@ -75,6 +150,9 @@ pub struct MatrixSummary {
     pub wall_s: f64,
     pub mismatched: usize,
     pub unstable: usize,
+    /// Cells whose mitigation the kernel cannot apply (`n/a`, unexpected).
+    #[serde(default)]
+    pub skipped: usize,
     /// Runs that could not happen.
     pub errors: usize,
 }
@@ -116,125 +194,116 @@ pub fn summarize(
     jobs: usize,
     repeat: usize,
 ) -> MatrixSummary {
-    let mut order: Vec<(String, String)> = Vec::new();
-    let mut by_cell: BTreeMap<(String, String), Vec<&(Planned, RunResult)>> = BTreeMap::new();
     let mut sorted: Vec<&(Planned, RunResult)> = runs.iter().collect();
     sorted.sort_by_key(|(p, _)| p.index);
-    for r in sorted {
-        let key = (r.0.scenario.name.clone(), r.0.kernel.clone());
-        if !by_cell.contains_key(&key) {
-            order.push(key.clone());
+    let mut cells: Vec<(
+        std::sync::Arc<crate::scenario::Scenario>,
+        String,
+        Vec<RunRef>,
+    )> = Vec::new();
+    for (p, r) in sorted {
+        let rel = p.dir.strip_prefix(out).unwrap_or(&p.dir).to_path_buf();
+        let run = RunRef::of(p.repeat, rel, r);
+        match cells
+            .iter_mut()
+            .find(|(s, k, _)| s.name == p.scenario.name && *k == p.kernel)
+        {
+            Some((_, _, rs)) => rs.push(run),
+            None => cells.push((p.scenario.clone(), p.kernel.clone(), vec![run])),
         }
-        by_cell.entry(key).or_default().push(r);
     }
-    let mut cells = Vec::new();
-    for key in order {
-        let rs = &by_cell[&key];
-        cells.push(cell(rs, out));
-    }
-    // Scenarios in the order given, kernels in the order given: the plan
-    // is repeat-major, so the first pass already has that order.
-    let mismatched = cells.iter().filter(|c| c.stable && !c.matches).count();
-    let unstable = cells.iter().filter(|c| !c.stable).count();
-    let errors = runs
+    let cells = cells
+        .into_iter()
+        .map(|(sc, kernel, rs)| cell(&sc, &kernel, rs))
+        .collect();
+    totals(cells, wall_s, jobs, repeat)
+}
+
+/// A summary's counts, from its cells.
+pub fn totals(cells: Vec<CellSummary>, wall_s: f64, jobs: usize, repeat: usize) -> MatrixSummary {
+    // A mitigation the kernel cannot apply is skipped, not failed (expect
+    // `n/a` for that kernel to make it a plain match).
+    let skipped = cells
         .iter()
-        .filter(|(_, r)| matches!(r, RunResult::Failed(_)))
+        .filter(|c| !c.matches && c.verdict == Some(Verdict::NotApplicable))
+        .count();
+    let mismatched = cells
+        .iter()
+        .filter(|c| c.stable && !c.matches && c.verdict != Some(Verdict::NotApplicable))
+        .count();
+    let unstable = cells
+        .iter()
+        .filter(|c| !c.stable && !c.counts.contains_key("error"))
+        .count();
+    let runs = cells.iter().map(|c| c.runs.len()).sum();
+    let errors = cells
+        .iter()
+        .flat_map(|c| &c.runs)
+        .filter(|r| r.error.is_some())
         .count();
     MatrixSummary {
         cells,
-        runs: runs.len(),
+        runs,
         jobs,
         repeat,
         wall_s: (wall_s * 10.0).round() / 10.0,
         mismatched,
         unstable,
+        skipped,
         errors,
     }
 }
 
-fn cell(rs: &[&(Planned, RunResult)], out: &Path) -> CellSummary {
-    let rel = |d: &Path| d.strip_prefix(out).unwrap_or(d).to_path_buf();
-    let planned = &rs[0].0;
-    let sc = &planned.scenario;
-    let reports: Vec<&Report> = rs
-        .iter()
-        .filter_map(|(_, r)| match r {
-            RunResult::Judged(rep) => Some(rep.as_ref()),
-            RunResult::Failed(_) => None,
-        })
-        .collect();
+/// One (scenario, kernel) cell from its runs.
+pub fn cell(sc: &crate::scenario::Scenario, kernel: &str, runs: Vec<RunRef>) -> CellSummary {
+    let ms: Vec<RunMetrics> = runs.iter().filter_map(|r| r.metrics.clone()).collect();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, r) in rs {
-        let k = match r {
-            RunResult::Judged(rep) => rep.verdict.as_str().to_string(),
-            RunResult::Failed(_) => "error".to_string(),
-        };
+    for r in &runs {
+        let k = r.verdict.map_or("error", |v| v.as_str()).to_string();
         *counts.entry(k).or_default() += 1;
     }
     let stable = counts.len() == 1 && !counts.contains_key("error");
     let verdict = if stable {
-        reports.first().map(|r| r.verdict)
+        runs.first().and_then(|r| r.verdict)
     } else {
         None
     };
-    let release = reports.iter().find_map(|r| r.kernel.release.clone());
-    let expected = sc.expected_for(&planned.kernel, release.as_deref());
+    let release = ms.iter().find_map(|m| m.kernel_release.clone());
+    let expected = sc.expected_for(kernel, release.as_deref());
     let m =
-        |f: &dyn Fn(&Report) -> Option<f64>| median(reports.iter().filter_map(|r| f(r)).collect());
+        |f: &dyn Fn(&RunMetrics) -> Option<f64>| median(ms.iter().filter_map(|r| f(r)).collect());
     let mut c = CellSummary {
         scenario: sc.name.clone(),
         description: sc.description.clone(),
         mitigations: sc.mitigations.iter().map(|x| x.to_string()).collect(),
-        kernel: planned.kernel.clone(),
+        kernel: kernel.to_string(),
         kernel_release: release,
-        kernel_sha256: reports.iter().find_map(|r| r.kernel.sha256.clone()),
-        accel: reports.first().map(|r| r.accel.as_str().to_string()),
-        qemu_version: reports
+        kernel_sha256: ms.iter().find_map(|m| m.kernel_sha256.clone()),
+        accel: ms.first().map(|m| m.accel.clone()),
+        qemu_version: ms
             .first()
-            .map(|r| r.qemu_version.clone())
+            .map(|m| m.qemu_version.clone())
             .filter(|v| !v.is_empty()),
         expected,
         verdict,
         counts,
         stable,
         matches: stable && expected.is_none_or(|e| Some(e) == verdict),
-        oom_kills: m(&|r| Some(r.evidence.oom_kills as f64)),
-        user_kills: m(&|r| Some(r.evidence.user_kills as f64)),
-        respawns: m(&|r| Some(r.evidence.respawns as f64)),
-        kill_rate_per_s: m(&|r| r.evidence.kill_rate_per_s),
-        first_oom_s: m(&|r| r.evidence.first_oom_s),
-        recovery_s: m(&|r| r.evidence.recovery_s),
-        canary_max_late_ms: m(&|r| r.evidence.canary_max_late_ms),
-        canary_p99_late_ms: m(&|r| r.evidence.canary_p99_late_ms),
-        availability: m(&|r| r.evidence.availability),
-        failed_forks: m(&|r| Some(r.evidence.worker_failures as f64)),
-        window_s: m(&|r| Some(r.evidence.window_s)),
+        oom_kills: m(&|r| Some(r.oom_kills as f64)),
+        user_kills: m(&|r| Some(r.user_kills as f64)),
+        respawns: m(&|r| Some(r.respawns as f64)),
+        kill_rate_per_s: m(&|r| r.kill_rate_per_s),
+        first_oom_s: m(&|r| r.first_oom_s),
+        recovery_s: m(&|r| r.recovery_s),
+        canary_max_late_ms: m(&|r| r.canary_max_late_ms),
+        canary_p99_late_ms: m(&|r| r.canary_p99_late_ms),
+        availability: m(&|r| r.availability),
+        failed_forks: m(&|r| Some(r.worker_failures as f64)),
+        window_s: m(&|r| Some(r.window_s)),
         sentence: String::new(),
-        runs: rs
-            .iter()
-            .map(|(p, r)| match r {
-                RunResult::Judged(rep) => RunRef {
-                    repeat: p.repeat,
-                    dir: rel(&p.dir),
-                    verdict: Some(rep.verdict),
-                    error: None,
-                    wall_s: Some(rep.timings.wall_s),
-                    boot_s: rep.timings.boot_s,
-                    kill_rate_per_s: rep.evidence.kill_rate_per_s,
-                },
-                RunResult::Failed(e) => RunRef {
-                    repeat: p.repeat,
-                    dir: rel(&p.dir),
-                    verdict: None,
-                    error: Some(e.clone()),
-                    wall_s: None,
-                    boot_s: None,
-                    kill_rate_per_s: None,
-                },
-            })
-            .collect(),
+        runs,
     };
-    c.sentence = sentence(&c, reports.first().copied());
+    c.sentence = sentence(&c, ms.first());
     c
 }
 
@@ -247,7 +316,7 @@ fn n(v: Option<f64>) -> String {
 }
 
 /// What the mitigation did, in one line a person can act on.
-pub fn sentence(c: &CellSummary, first: Option<&Report>) -> String {
+pub fn sentence(c: &CellSummary, first: Option<&RunMetrics>) -> String {
     if !c.stable {
         let parts: Vec<String> = c.counts.iter().map(|(v, k)| format!("{v} {k}x")).collect();
         return format!("unstable across repeats: {}", parts.join(", "));
@@ -255,9 +324,7 @@ pub fn sentence(c: &CellSummary, first: Option<&Report>) -> String {
     let Some(v) = c.verdict else {
         return "could not run".into();
     };
-    let by = first
-        .map(|r| r.evidence.kills_by.clone())
-        .unwrap_or_default();
+    let by = first.map(|r| r.kills_by.clone()).unwrap_or_default();
     // Who killed, when it was not (only) the kernel: "(5 by earlyoom, 3 by
     // the kernel)", from the first run.
     let killer = match by.as_slice() {
@@ -281,7 +348,7 @@ pub fn sentence(c: &CellSummary, first: Option<&Report>) -> String {
             format!(" ({})", parts.join(", "))
         }
     };
-    let master_gone = first.is_some_and(|r| r.evidence.master_exited);
+    let master_gone = first.is_some_and(|r| r.master_exited);
     match v {
         Verdict::Livelock => format!(
             "loop continues: {} kills{killer} at {}/s, each re-forked worker killed again",
@@ -374,13 +441,14 @@ const HEADER: [&str; 9] = [
 
 fn footer(s: &MatrixSummary) -> String {
     format!(
-        "{} cell(s), {} run(s), {} at a time, {:.1} s wall; {} mismatched, {} unstable, {} run(s) failed",
+        "{} cell(s), {} run(s), {} at a time, {:.1} s wall; {} mismatched, {} unstable, {} n/a, {} run(s) failed",
         s.cells.len(),
         s.runs,
         s.jobs,
         s.wall_s,
         s.mismatched,
         s.unstable,
+        s.skipped,
         s.errors
     )
 }
