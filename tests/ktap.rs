@@ -18,7 +18,7 @@ pub struct Test {
 
 fn indent_of(line: &str) -> Result<(usize, &str), String> {
     let spaces = line.len() - line.trim_start_matches(' ').len();
-    if spaces % 2 != 0 {
+    if !spaces.is_multiple_of(2) {
         return Err(format!("odd indentation: {line:?}"));
     }
     Ok((spaces / 2, &line[spaces..]))
