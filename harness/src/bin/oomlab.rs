@@ -30,6 +30,13 @@ enum Exit {
     CannotRun,
     /// 128+N: interrupted by signal N (the shell's convention).
     Signal(i32),
+    /// 125 (`run --bisect`): this kernel cannot be tested (no boot, an
+    /// inconclusive window, a mitigation it cannot apply, a run that could
+    /// not happen): `git bisect run` skips the commit.
+    Untestable,
+    /// 128 (`run --bisect`): the scenario itself is unusable; `git bisect
+    /// run` stops instead of marking commits.
+    Abort,
 }
 
 impl Exit {
@@ -39,6 +46,8 @@ impl Exit {
             Exit::Mismatch => 1,
             Exit::BadInput => 2,
             Exit::CannotRun => 3,
+            Exit::Untestable => 125,
+            Exit::Abort => 128,
             // Signal numbers are 1..=64 on Linux; 128+N must fit a byte.
             Exit::Signal(n) => match u8::try_from(n) {
                 Ok(n @ 1..=127) => 128 + n,
@@ -111,6 +120,12 @@ enum Cmd {
         /// Print every kernel console line.
         #[arg(short, long)]
         verbose: bool,
+        /// For `git bisect run`: exit 0 when the verdict is the expected
+        /// one, 1 when it differs, 125 when this kernel cannot be tested
+        /// (boot failure, inconclusive, n/a, a run that could not happen),
+        /// 128 when the scenario itself is unusable (bisect stops).
+        #[arg(long)]
+        bisect: bool,
     },
     /// Diagnose OOM kills and kill/respawn loops in real logs of any kernel
     /// era: dmesg, dmesg -T, syslog, journalctl (short*, -o json), .gz
@@ -236,6 +251,7 @@ fn main() -> ExitCode {
                 kernel,
                 reprobe,
                 verbose,
+                bisect,
             } => {
                 let opts = RunOptions {
                     accel: accel.map(AccelArg::to_accel),
@@ -243,7 +259,11 @@ fn main() -> ExitCode {
                     out_dir: None,
                     reprobe,
                 };
-                run(&scenarios, json, out, opts, verbose).await
+                if bisect {
+                    bisect_run(&scenarios, out, opts, verbose).await
+                } else {
+                    run(&scenarios, json, out, opts, verbose).await
+                }
             }
         }
     });
@@ -470,6 +490,89 @@ fn run_error(name: &str, e: &ExperimentError) -> Exit {
             );
             Exit::CannotRun
         }
+    }
+}
+
+/// `oomlab run --bisect`: one scenario, its verdict mapped onto the codes
+/// `git bisect run` understands.
+async fn bisect_run(
+    paths: &[PathBuf],
+    out: Option<PathBuf>,
+    mut opts: RunOptions,
+    verbose: bool,
+) -> Exit {
+    let [path] = paths else {
+        eprintln!("oomlab: --bisect takes exactly one scenario");
+        return Exit::Abort;
+    };
+    // A kernel that is not a boot image (the commit's build failed) is a
+    // commit to skip; a broken scenario stops the bisection.
+    let s = match load_checked(path, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("oomlab: {e}");
+            return Exit::Abort;
+        }
+    };
+    if s.expect.is_none() && s.expect_kernels.is_empty() {
+        eprintln!("oomlab: --bisect needs the scenario's `expect:` (the verdict of a good commit)");
+        return Exit::Abort;
+    }
+    if let Some(k) = &opts.kernel {
+        if let Err(e) = load_checked(path, Some(k)) {
+            eprintln!("oomlab: {e}; skipping this commit");
+            return Exit::Untestable;
+        }
+    }
+    opts.out_dir = out;
+    let cancel = install_signals();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        let mut kills = 0;
+        while let Some(p) = rx.recv().await {
+            show(p, verbose, &mut kills);
+        }
+    });
+    let result = experiment::run_scenario(&s, &opts, Some(tx), cancel).await;
+    let _ = printer.await;
+    match result {
+        Ok(report) => {
+            print!("{}", oomlab::report::render_terminal(&report));
+            let exit = bisect_exit(report.verdict, report.expected);
+            eprintln!(
+                "oomlab: bisect: {} ({})",
+                match exit {
+                    Exit::Success => "good",
+                    Exit::Mismatch => "bad",
+                    _ => "skip",
+                },
+                report.verdict
+            );
+            exit
+        }
+        Err(ExperimentError::Interrupted(sig)) => Exit::Signal(sig),
+        Err(e) => {
+            eprintln!(
+                "oomlab: {}: cannot run: {}; skipping this commit",
+                printable(&s.name),
+                printable(&e.to_string())
+            );
+            Exit::Untestable
+        }
+    }
+}
+
+/// good (0), bad (1) or skip (125) for one verdict.
+fn bisect_exit(
+    verdict: oomlab::verdict::Verdict,
+    expected: Option<oomlab::verdict::Verdict>,
+) -> Exit {
+    use oomlab::verdict::Verdict;
+    match verdict {
+        Verdict::BootFailure | Verdict::Inconclusive => Exit::Untestable,
+        Verdict::NotApplicable if expected != Some(Verdict::NotApplicable) => Exit::Untestable,
+        v if Some(v) == expected => Exit::Success,
+        _ => Exit::Mismatch,
     }
 }
 
@@ -709,7 +812,23 @@ async fn matrix(paths: &[PathBuf], opts: oomlab::matrix::MatrixOptions) -> Exit 
 
 #[cfg(test)]
 mod tests {
-    use super::Exit;
+    use super::{bisect_exit, Exit};
+
+    #[test]
+    fn bisect_codes() {
+        use oomlab::verdict::Verdict as V;
+        assert_eq!(bisect_exit(V::Livelock, Some(V::Livelock)).code(), 0);
+        assert_eq!(bisect_exit(V::Recovered, Some(V::Livelock)).code(), 1);
+        assert_eq!(bisect_exit(V::Hang, Some(V::Livelock)).code(), 1);
+        for v in [V::BootFailure, V::Inconclusive, V::NotApplicable] {
+            assert_eq!(bisect_exit(v, Some(V::Livelock)).code(), 125);
+        }
+        assert_eq!(
+            bisect_exit(V::NotApplicable, Some(V::NotApplicable)).code(),
+            0
+        );
+        assert_eq!(Exit::Abort.code(), 128);
+    }
 
     #[test]
     fn every_exit_status_has_one_explicit_code() {

@@ -270,8 +270,7 @@ pub fn cell(sc: &crate::scenario::Scenario, kernel: &str, runs: Vec<RunRef>) -> 
     };
     let release = ms.iter().find_map(|m| m.kernel_release.clone());
     let expected = sc.expected_for(kernel, release.as_deref());
-    let m =
-        |f: &dyn Fn(&RunMetrics) -> Option<f64>| median(ms.iter().filter_map(f).collect());
+    let m = |f: &dyn Fn(&RunMetrics) -> Option<f64>| median(ms.iter().filter_map(f).collect());
     let mut c = CellSummary {
         scenario: sc.name.clone(),
         description: sc.description.clone(),
