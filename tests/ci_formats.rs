@@ -85,6 +85,11 @@ fn write_formats(dir: &Path) {
             ],
         ),
         summary::cell(&scenario("broken", "livelock"), k2, vec![run(1, None)]),
+        summary::cell(
+            &scenario("seed", "livelock"),
+            k2,
+            vec![run(1, Some(Verdict::Livelock))],
+        ),
     ];
     let s = summary::totals(cells, 42.0, 2, 2);
     assert_eq!((s.mismatched, s.unstable, s.errors), (1, 1, 1));
@@ -98,7 +103,7 @@ fn every_kind_of_cell_reads_back_in_every_format() {
     write_formats(d.path());
 
     let n = python_check(KCIDB_VALIDATE, &d.path().join("kcidb.json"));
-    assert_eq!(n.trim(), "5");
+    assert_eq!(n.trim(), "6");
     let k: Value =
         serde_json::from_str(&std::fs::read_to_string(d.path().join("kcidb.json")).unwrap())
             .unwrap();
@@ -108,7 +113,14 @@ fn every_kind_of_cell_reads_back_in_every_format() {
         .iter()
         .map(|t| t["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["PASS", "FAIL", "SKIP", "FAIL", "ERROR"]);
+    assert_eq!(statuses, ["PASS", "FAIL", "SKIP", "FAIL", "ERROR", "PASS"]);
+
+    // The scenario run on two kernels gets its kernel-by-kernel view.
+    let md = std::fs::read_to_string(d.path().join("summary.md")).unwrap();
+    assert!(md.contains("## seed, kernel by kernel"), "{md}");
+    assert!(!md.contains("## group, kernel by kernel"));
+    let html = std::fs::read_to_string(d.path().join("report.html")).unwrap();
+    assert!(html.contains("seed, kernel by kernel"));
 
     // Per kernel: (tests, failures, errors, skipped).
     let j: Value =
@@ -121,7 +133,7 @@ fn every_kind_of_cell_reads_back_in_every_format() {
     assert_eq!(j[1][0], "my-kernel<&>\"'", "names survive XML escaping");
     assert_eq!(
         (&j[1][1], &j[1][2], &j[1][3], &j[1][4]),
-        (&3.into(), &1.into(), &1.into(), &1.into())
+        (&4.into(), &1.into(), &1.into(), &1.into())
     );
 
     let t = ktap::parse(&std::fs::read_to_string(d.path().join("results.ktap")).unwrap()).unwrap();

@@ -350,6 +350,28 @@ pub fn render_with(s: &MatrixSummary, out: &Path, load: &dyn Fn(&RunRef) -> Seri
         );
     }
     o.push_str("</table>");
+    for (name, cells) in super::summary::by_kernel(s) {
+        let _ = write!(
+            o,
+            "<h2>{}, kernel by kernel</h2><table><tr><th>kernel</th><th>release</th><th>verdict</th><th>kills/s</th><th>1st OOM s</th><th>settled after s</th><th>canary max / p99 ms</th></tr>",
+            esc(name)
+        );
+        for c in cells {
+            let _ = write!(
+                o,
+                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{} / {}</td></tr>"#,
+                esc(&c.kernel),
+                esc(c.kernel_release.as_deref().unwrap_or("–")),
+                verdict_html(c),
+                num(c.kill_rate_per_s),
+                num(c.first_oom_s),
+                num(c.recovery_s),
+                num(c.canary_max_late_ms),
+                num(c.canary_p99_late_ms)
+            );
+        }
+        o.push_str("</table>");
+    }
     o.push_str(r#"<p class="legend"><span style="color:#d7263d">| kernel OOM kill</span><span style="color:#f08c00">| userspace kill</span><span style="color:#1f6feb">| re-fork</span><span style="color:#2da44e">— MemAvailable</span><span style="color:#8250df">— canary lateness</span><span>┆ panic</span></p>"#);
     for c in &s.cells {
         let _ = write!(

@@ -452,6 +452,83 @@ fn footer(s: &MatrixSummary) -> String {
     )
 }
 
+/// Scenarios run on more than one kernel, each with its cells in kernel
+/// order: the comparison view.
+pub fn by_kernel(s: &MatrixSummary) -> Vec<(&str, Vec<&CellSummary>)> {
+    let mut out: Vec<(&str, Vec<&CellSummary>)> = Vec::new();
+    for c in &s.cells {
+        match out.iter_mut().find(|(n, _)| *n == c.scenario) {
+            Some((_, v)) => v.push(c),
+            None => out.push((&c.scenario, vec![c])),
+        }
+    }
+    out.retain(|(_, v)| v.len() > 1);
+    out
+}
+
+const COMPARE_HEADER: [&str; 7] = [
+    "kernel",
+    "release",
+    "verdict",
+    "kills/s",
+    "1st OOM s",
+    "settled after s",
+    "canary max/p99 ms",
+];
+
+fn compare_rows(cells: &[&CellSummary]) -> Vec<[String; 7]> {
+    cells
+        .iter()
+        .map(|c| {
+            [
+                c.kernel.clone(),
+                c.kernel_release.clone().unwrap_or_else(|| "-".into()),
+                verdict_cell(c),
+                n(c.kill_rate_per_s),
+                n(c.first_oom_s),
+                n(c.recovery_s),
+                format!("{}/{}", n(c.canary_max_late_ms), n(c.canary_p99_late_ms)),
+            ]
+        })
+        .collect()
+}
+
+/// Per scenario, one row per kernel: a behaviour change between kernels
+/// shows at a glance.
+pub fn render_comparison_terminal(s: &MatrixSummary) -> String {
+    let mut out = String::new();
+    for (name, cells) in by_kernel(s) {
+        let rows = compare_rows(&cells);
+        let mut width = COMPARE_HEADER.map(str::len);
+        for r in &rows {
+            for (w, c) in width.iter_mut().zip(r.iter()) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let _ = writeln!(out, "\n{name}, kernel by kernel:");
+        for r in std::iter::once(COMPARE_HEADER.map(String::from)).chain(rows) {
+            for (i, c) in r.iter().enumerate() {
+                let _ = write!(out, "  {c:<w$}", w = width[i]);
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn render_comparison_markdown(s: &MatrixSummary) -> String {
+    let mut out = String::new();
+    for (name, cells) in by_kernel(s) {
+        let _ = writeln!(out, "\n## {name}, kernel by kernel\n");
+        let _ = writeln!(out, "| {} |", COMPARE_HEADER.join(" | "));
+        let _ = writeln!(out, "|{}", "---|".repeat(COMPARE_HEADER.len()));
+        for r in compare_rows(&cells) {
+            let _ = writeln!(out, "| {} |", r.join(" | "));
+        }
+    }
+    out
+}
+
 pub fn render_terminal(s: &MatrixSummary) -> String {
     let rows = rows(s);
     let mut width = HEADER.map(str::len);
@@ -475,6 +552,7 @@ pub fn render_terminal(s: &MatrixSummary) -> String {
     for r in &rows {
         line(&mut out, r);
     }
+    out.push_str(&render_comparison_terminal(s));
     let _ = writeln!(out, "{}", footer(s));
     out
 }
@@ -488,6 +566,7 @@ pub fn render_markdown(s: &MatrixSummary) -> String {
         let cols: Vec<String> = r.iter().map(|c| esc(c)).collect();
         let _ = writeln!(out, "| {} |", cols.join(" | "));
     }
+    out.push_str(&render_comparison_markdown(s));
     let _ = writeln!(out, "\n{}", footer(s));
     out
 }
