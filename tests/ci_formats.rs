@@ -150,3 +150,29 @@ fn every_kind_of_cell_reads_back_in_every_format() {
     );
     assert_eq!(t[1].subtests[2].directive.as_deref(), Some("ERROR"));
 }
+
+/// The shipped CI definition is valid YAML that shards with `--shard I/N`
+/// over as many jobs as it declares, and merges them with `oomlab merge`.
+#[test]
+fn shipped_ci_matrix_definition_shards_and_merges() {
+    let path = oomlab_e2e::root().join("ci/github-matrix.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let y: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let shards = y["env"]["SHARDS"].as_u64().unwrap();
+    let matrix = y["jobs"]["shard"]["strategy"]["matrix"]["shard"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(matrix.len() as u64, shards);
+    assert!(text.contains("--shard ${{ matrix.shard }}/$SHARDS"));
+    assert!(text.contains("oomlab -- merge shard-* --out merged"));
+    // Every kernel it names is in the catalogue.
+    let cat = oomlab::image::kernel::catalogue().unwrap();
+    for k in y["env"]["KERNELS"]
+        .as_str()
+        .unwrap()
+        .split("--kernel")
+        .skip(1)
+    {
+        assert!(cat.get(k.trim()).is_some(), "{k} is not a catalogue kernel");
+    }
+}
