@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# CI machine setup: QEMU from the distribution's own archive, plus the musl
-# target for the static guest payload (optional: a static glibc build is the
-# fallback). Everything else (payload, kernel) is done by `cargo xtask setup`.
+# CI machine setup, from the distribution's own archive: QEMU (runs the
+# guests), Chromium (the HTML report test opens the page in a browser);
+# and the musl target for the static guest payload (a static glibc build is
+# the fallback). Everything else (payload, kernels, guest programs) is done
+# by `cargo xtask setup`, which the test command runs first.
 set -euo pipefail
 
-if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo="sudo"
-    fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+need=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ "${#need[@]}" -gt 0 ]; then
     $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y qemu-system-x86
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${need[@]}"
 fi
 
 rustup target add x86_64-unknown-linux-musl || true
@@ -24,3 +29,8 @@ if ! command -v rpmbuild >/dev/null 2>&1; then
     fi
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y rpm >/dev/null 2>&1 || true
 fi
+
+# The CI-format tests read oomlab's KCIDB and JUnit output with kernel CI's
+# own readers.
+python3 -c "import kcidb_io, junitparser" 2>/dev/null \
+    || python3 -m pip install --quiet kcidb-io junitparser

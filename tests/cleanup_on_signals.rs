@@ -137,3 +137,54 @@ fn sigkill_of_the_harness_still_kills_qemu_and_next_run_sweeps() {
     oomlab::experiment::sweep_stale_scratch(&private_tmp);
     assert_eq!(leftovers(&private_tmp, "oomlab-run-"), Vec::<String>::new());
 }
+
+/// A matrix interrupted while two guests run: both QEMUs go, the temp
+/// dirs go, and no summary or HTML report is written (the cells finished
+/// so far keep their own complete report.json).
+#[test]
+fn sigint_stops_a_matrix_without_summary_or_qemu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let private_tmp = tmp.path().join("tmp");
+    std::fs::create_dir(&private_tmp).unwrap();
+    let mut guard = Guard(None);
+    let child = guard.0.insert(
+        Command::new(oomlab_bin())
+            .current_dir(root())
+            .env("TMPDIR", &private_tmp)
+            .args([
+                "matrix",
+                "scenarios/seed-livelock.yaml",
+                "scenarios/oom-group.yaml",
+                "--jobs",
+                "2",
+                "--accel",
+                "tcg",
+                "--out",
+            ])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let marker = private_tmp.to_string_lossy().into_owned();
+    let started = Instant::now();
+    while processes_mentioning(&marker).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "two guests never ran"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    guard.0 = None;
+    assert_eq!(status.code(), Some(128 + libc::SIGINT));
+    let left = wait_gone(&marker, Duration::from_secs(5));
+    assert!(left.is_empty(), "QEMU left behind: {left:?}");
+    assert_eq!(leftovers(&private_tmp, ""), Vec::<String>::new());
+    assert!(!out.join("summary.json").exists());
+    assert!(!out.join("report.html").exists());
+}

@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests. These boot real kernels under
 //! real QEMU with the real payload; nothing here is mocked.
 
+pub mod ktap;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -73,3 +75,35 @@ pub fn leftovers(dir: &Path, prefix: &str) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Runs a small Python program against `file` with the validators that
+/// kernel CI uses (`kcidb-io`, `junitparser`; `cargo xtask setup` and
+/// ci/setup.sh install them). Returns its stdout; panics with its stderr.
+pub fn python_check(program: &str, file: &Path) -> String {
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .arg(file)
+        .output()
+        .expect("python3 is needed for the CI-format validators");
+    assert!(
+        o.status.success(),
+        "{} rejected by the validator:\n{}",
+        file.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// KCIDB's own schema check (PyPI `kcidb-io`, latest schema).
+pub const KCIDB_VALIDATE: &str = "import json, sys, kcidb_io\n\
+d = json.load(open(sys.argv[1]))\n\
+kcidb_io.schema.LATEST.validate(d)\n\
+print(len(d['tests']))\n";
+
+/// A JUnit reader (PyPI `junitparser`): per suite, (name, tests, failures,
+/// errors, skipped) as JSON.
+pub const JUNIT_READ: &str = "import json, sys\n\
+from junitparser import JUnitXml\n\
+x = JUnitXml.fromfile(sys.argv[1])\n\
+print(json.dumps([[s.name, s.tests, s.failures, s.errors, s.skipped, [[c.name, c.is_passed, c.is_skipped] for c in s]] for s in x]))\n";

@@ -7,7 +7,9 @@
 //! Scripts: `loop` (a kill/respawn loop, then `done` and exit 0), `endless`
 //! (the loop, never ending), `hang` (ready, then silence), `noboot` (console
 //! chatter, never ready), `fail` (complains on stderr, exits 1 at once),
-//! `panic` (ready, then a kernel panic, exit 0).
+//! `panic` (ready, then a kernel panic, exit 0), `hostile` (ready, then
+//! console lines and a killed process name carrying terminal control
+//! sequences, then `done`).
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -138,6 +140,19 @@ fn main() {
                 "Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled",
             );
             g.console("---[ end Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled ]---");
+        }
+        "hostile" => {
+            g.boot();
+            g.step();
+            g.console("\u{1b}]0;owned\u{7}\u{1b}[2J\u{1b}[31m cleared your screen \u{202e}gpj.exe");
+            g.console(
+                "Out of memory: Killed process 11 (ev\u{1b}[8mil\u{202e}) total-vm:65000kB, \
+                 anon-rss:60000kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:160kB oom_score_adj:0",
+            );
+            g.step();
+            g.tel(Event::Done {
+                reason: "duration".into(),
+            });
         }
         "loop" | "endless" => {
             g.boot();

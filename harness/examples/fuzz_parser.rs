@@ -30,6 +30,8 @@ const FRAGMENTS: &[&str] = &[
     "OOM victim ", " is already exiting", "#012", "\r", "\n", "\u{fffd}", "é", "<6>",
     "Jan 18 09:50:59 host kernel: ", "[  123.456789] ", "[Thu Dec  7 00:05:15 2017] ",
     "2017-12-07T00:05:15+0100 ", "{\"MESSAGE\":\"", "\"}", "{\"MESSAGE\":[",
+    "Would have killed process ", "OOM killed process ", " sharing same memory",
+    "Memory limit reached of cgroup ", "---[ end Kernel panic - not syncing: ",
 ];
 
 struct Rng(u64);

@@ -1,4 +1,5 @@
-//! Property tests: the kernel-log parser never panics, whatever it is fed.
+//! Property tests: the kernel-log parser never panics, whatever it is fed,
+//! and its fast rejection never rejects a line it would parse.
 
 use oomlab::events::kernel::{self, Parser};
 use proptest::prelude::*;
@@ -55,6 +56,13 @@ const PIECES: &[&str] = &[
     "[  12.5] ",
     "[Thu Dec  7 00:05:15 2017] ",
     "2017-12-07T00:05:15+0100 ",
+    "Would have killed process ",
+    "OOM killed process ",
+    " sharing same memory",
+    "Memory limit reached of cgroup ",
+    "Out of memory and no killable processes",
+    "---[ end Kernel panic - not syncing",
+    "memory+swap: usage ",
 ];
 
 fn structured() -> impl Strategy<Value = String> {
@@ -79,6 +87,17 @@ proptest! {
         let _ = p.parse_line(&s);
         let _ = p.parse_line("[ pid ]   uid  tgid total_vm      rss cpu oom_adj name");
         let _ = p.parse_line(&s);
+    }
+
+    #[test]
+    fn fast_reject_only_rejects_what_would_not_parse(s in structured()) {
+        let msg = kernel::split_prefix(&s).msg;
+        if !kernel::maybe_oom(msg) {
+            prop_assert_eq!(kernel::parse_message(msg), None);
+        }
+        if kernel::parse_message(msg).is_some() && !msg.trim_start().starts_with('[') {
+            prop_assert!(kernel::keywords().iter().any(|k| msg.contains(k)));
+        }
     }
 
     #[test]

@@ -186,9 +186,155 @@ pub fn bench(root: &Path, runs: usize, spec: &BenchSpec) -> Result<()> {
     Ok(())
 }
 
+/// One matrix run's summary.json, as the comparison needs it.
+struct MatrixRun {
+    jobs: usize,
+    wall_s: f64,
+    runs: usize,
+    mismatched: u64,
+    unstable: u64,
+    /// scenario -> (verdict or UNSTABLE, median kill rate)
+    cells: Vec<(String, String, Option<f64>)>,
+}
+
+fn read_matrix(jobs: usize, summary: &Value) -> MatrixRun {
+    let cells = summary["cells"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    (
+                        c["scenario"].as_str().unwrap_or("?").to_string(),
+                        c["verdict"]
+                            .as_str()
+                            .map_or_else(|| "UNSTABLE".to_string(), str::to_string),
+                        c["kill_rate_per_s"].as_f64(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    MatrixRun {
+        jobs,
+        wall_s: summary["wall_s"].as_f64().unwrap_or(f64::NAN),
+        runs: summary["runs"].as_u64().unwrap_or(0) as usize,
+        mismatched: summary["mismatched"].as_u64().unwrap_or(0),
+        unstable: summary["unstable"].as_u64().unwrap_or(0),
+        cells,
+    }
+}
+
+/// The comparison table: wall time per `--jobs`, and per cell the verdict
+/// and kill rate with one guest at a time and with several.
+fn matrix_markdown(runs: &[MatrixRun], repeat: usize) -> String {
+    let mut s = format!(
+        "# oomlab matrix scenarios/*.yaml --repeat {repeat}: one guest at a time vs several\n\n| jobs | runs | wall s | s per run | mismatched | unstable |\n|---|---|---|---|---|---|\n"
+    );
+    for r in runs {
+        s += &format!(
+            "| {} | {} | {:.1} | {:.2} | {} | {} |\n",
+            r.jobs,
+            r.runs,
+            r.wall_s,
+            r.wall_s / r.runs.max(1) as f64,
+            r.mismatched,
+            r.unstable
+        );
+    }
+    let Some(first) = runs.first() else {
+        return s;
+    };
+    s += "\n| scenario |";
+    for r in runs {
+        s += &format!(" verdict (jobs {0}) | kills/s (jobs {0}) |", r.jobs);
+    }
+    s += "\n|---|";
+    s += &"---|---|".repeat(runs.len());
+    s += "\n";
+    for (name, _, _) in &first.cells {
+        s += &format!("| {name} |");
+        for r in runs {
+            match r.cells.iter().find(|c| &c.0 == name) {
+                Some((_, v, k)) => {
+                    s += &format!(" {v} | {} |", k.map_or("-".into(), |k| format!("{k:.2}")))
+                }
+                None => s += " - | - |",
+            }
+        }
+        s += "\n";
+    }
+    s
+}
+
+/// `cargo xtask bench-matrix`: the whole matrix with one guest at a time,
+/// then with one per core; wall times and kill rates side by side in
+/// target/bench/matrix.md.
+pub fn bench_matrix(root: &Path, repeat: usize, jobs: &[usize]) -> Result<()> {
+    crate::cargo(&["build", "--release", "-p", "oomlab"])?;
+    let bin = oomlab::image::payload::target_dir(root).join("release/oomlab");
+    let mut scenarios: Vec<String> = std::fs::read_dir(root.join("scenarios"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    scenarios.sort();
+    let out_dir = root.join("target/bench");
+    let mut results = Vec::new();
+    for &j in jobs {
+        let out = out_dir.join(format!("matrix-jobs{j}"));
+        let _ = std::fs::remove_dir_all(&out);
+        println!(
+            "+ oomlab matrix scenarios/*.yaml --jobs {j} --repeat {repeat} --out {}",
+            out.display()
+        );
+        let status = Command::new(&bin)
+            .args([
+                "matrix",
+                "--jobs",
+                &j.to_string(),
+                "--repeat",
+                &repeat.to_string(),
+                "--out",
+            ])
+            .arg(&out)
+            .args(&scenarios)
+            .status()
+            .with_context(|| format!("run {}", bin.display()))?;
+        let path = out.join("summary.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("matrix ({status}) wrote no {}", path.display()))?;
+        results.push(read_matrix(j, &serde_json::from_str(&text)?));
+    }
+    let md = matrix_markdown(&results, repeat);
+    println!("\n{md}");
+    let md_path = out_dir.join("matrix.md");
+    std::fs::write(&md_path, &md).with_context(|| format!("write {}", md_path.display()))?;
+    println!("written to {}", md_path.display());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matrix_comparison_table() {
+        let v = |jobs: usize, rate: f64| {
+            read_matrix(
+                jobs,
+                &serde_json::json!({"wall_s": 80.0, "runs": 16, "mismatched": 0, "unstable": 1,
+                    "cells": [{"scenario": "seed", "verdict": "livelock", "kill_rate_per_s": rate},
+                              {"scenario": "x", "verdict": null}]}),
+            )
+        };
+        let md = matrix_markdown(&[v(1, 5.0), v(2, 4.25)], 1);
+        assert!(md.contains("| 2 | 16 | 80.0 | 5.00 | 0 | 1 |"), "{md}");
+        assert!(
+            md.contains("| seed | livelock | 5.00 | livelock | 4.25 |"),
+            "{md}"
+        );
+        assert!(md.contains("| x | UNSTABLE | - | UNSTABLE | - |"), "{md}");
+    }
 
     #[test]
     fn median_of_odd_and_even() {

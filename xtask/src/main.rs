@@ -39,7 +39,8 @@ enum Cmd {
     },
     /// setup, then `cargo test --workspace`: the project's test command.
     Test,
-    /// setup, then run the two demo scenarios.
+    /// setup, then the demo: the seed's loop, a mitigation ending it, and
+    /// the matrix of every mitigation with its HTML report.
     Demo,
     /// Time the seed scenario: N runs, min/median/max, markdown in
     /// target/bench/<label>.md (seed.md by default).
@@ -55,6 +56,15 @@ enum Cmd {
         /// Names the output (target/bench/<label>.md).
         #[arg(long)]
         label: Option<String>,
+    },
+    /// The whole matrix with one guest at a time and with one per core:
+    /// wall time and kill rates side by side in target/bench/matrix.md.
+    BenchMatrix {
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// The `--jobs` settings to compare.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        jobs: Vec<usize>,
     },
     /// fmt --check, clippy -D warnings, then test.
     Ci,
@@ -137,6 +147,9 @@ fn real_main() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::BenchMatrix { repeat, jobs } => {
+            bench::bench_matrix(&root, repeat, &jobs).map(|_| ExitCode::SUCCESS)
+        }
         Cmd::Bench {
             runs,
             scenario,
@@ -193,9 +206,9 @@ fn real_main() -> Result<ExitCode> {
     }
 }
 
-/// The project's tests: a bounded fuzz run of the log parser (cargo-fuzz
-/// needs nightly; this is its stand-in), then the whole suite, last, so its
-/// summary closes the output.
+/// The project's tests: bounded fuzz runs of the log parser and of
+/// scenario parsing (cargo-fuzz needs nightly; these are its stand-in),
+/// then the whole suite, last, so its summary closes the output.
 fn test() -> Result<ExitCode> {
     // A fixed seed: the gate is repeatable, and a failure replays exactly.
     // Explore further by hand with `--seed N --seconds M`.
@@ -212,6 +225,22 @@ fn test() -> Result<ExitCode> {
     ])?;
     if fuzz != ExitCode::SUCCESS {
         bail!("the parser fuzz run found a panic (input saved in the temp dir, see above)");
+    }
+    // Scenario files: hostile YAML must be refused within the bounds, never
+    // panic; the same fixed-seed rule.
+    let fuzz = cargo(&[
+        "run",
+        "--quiet",
+        "-p",
+        "oomlab",
+        "--example",
+        "fuzz_scenario",
+        "--",
+        "--seconds",
+        "5",
+    ])?;
+    if fuzz != ExitCode::SUCCESS {
+        bail!("the scenario fuzz run found a failure (input saved in the temp dir, see above)");
     }
     cargo(&["test", "--workspace"])
 }
@@ -255,7 +284,18 @@ fn is_root() -> bool {
 }
 
 fn setup(root: &Path) -> Result<()> {
-    ensure_qemu()?;
+    ensure_debian(
+        "qemu-system-x86_64",
+        "qemu-system-x86",
+        "it runs the guests",
+    )?;
+    // The matrix test opens the HTML report in a real browser.
+    ensure_debian(
+        "chromium",
+        "chromium",
+        "the HTML report test renders the page",
+    )?;
+    ensure_python_validators()?;
     if payload::musl_installed() {
         println!("musl target: present");
     } else {
@@ -279,21 +319,46 @@ fn setup(root: &Path) -> Result<()> {
     fetch_kernel(kernel::DEFAULT_KERNEL)
 }
 
-fn ensure_qemu() -> Result<()> {
-    const QEMU: &str = "qemu-system-x86_64";
-    if on_path(QEMU) {
-        println!("qemu: present");
+/// The CI-format tests check oomlab's KCIDB and JUnit output with the
+/// readers kernel CI uses (PyPI `kcidb-io`, `junitparser`).
+fn ensure_python_validators() -> Result<()> {
+    let have = Command::new("python3")
+        .args(["-c", "import kcidb_io, junitparser"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if have {
+        println!("kcidb-io, junitparser: present");
+        return Ok(());
+    }
+    run_checked(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "kcidb-io",
+        "junitparser",
+    ]))
+    .context("install the CI-format validators (python3 -m pip install kcidb-io junitparser)")?;
+    println!("kcidb-io, junitparser: installed");
+    Ok(())
+}
+
+/// A Debian package the tests or the demo need, installed from the host's
+/// own archive when its binary is missing (as root; else a clear hint).
+fn ensure_debian(bin: &str, package: &str, why: &str) -> Result<()> {
+    if on_path(bin) {
+        println!("{package}: present");
         return Ok(());
     }
     if !is_root() {
         bail!(
-            "{QEMU} not found; install it first, e.g. \
-             `sudo apt-get install -y qemu-system-x86`, then rerun"
+            "{bin} not found ({why}); install it first, e.g. \
+             `sudo apt-get install -y {package}`, then rerun"
         );
     }
     // Only refresh the package lists when apt does not know the package.
     let known = Command::new("apt-cache")
-        .args(["show", "qemu-system-x86"])
+        .args(["show", package])
         .output()
         .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
     if !known {
@@ -302,12 +367,12 @@ fn ensure_qemu() -> Result<()> {
     run_checked(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "qemu-system-x86"]),
+            .args(["install", "-y", "--no-install-recommends", package]),
     )?;
-    if !on_path(QEMU) {
-        bail!("qemu-system-x86 installed but {QEMU} still not on PATH");
+    if !on_path(bin) {
+        bail!("{package} installed but {bin} still not on PATH");
     }
-    println!("qemu: installed");
+    println!("{package}: installed");
     Ok(())
 }
 
@@ -359,42 +424,57 @@ fn fetch_kernel(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The seed's loop first, then mitigations: two that end it, one that
-/// trades it for a respawn storm.
-const DEMO_SCENARIOS: [&str; 4] = [
-    "scenarios/seed-livelock.yaml",
-    "scenarios/kill-master-first.yaml",
-    "scenarios/oom-group.yaml",
-    "scenarios/overcommit-never.yaml",
-];
+/// The demo, step by step: the seed's loop reproduced and judged, one
+/// mitigation shown ending it, then every mitigation side by side.
+const DEMO_RUNS: [&str; 2] = ["scenarios/seed-livelock.yaml", "scenarios/oom-group.yaml"];
+
+/// Where the demo's matrix goes.
+const DEMO_MATRIX: &str = "oomlab-runs/demo-matrix";
 
 /// The CLI's exit-code contract, in words.
 fn describe_exit(code: Option<i32>) -> &'static str {
     match code {
-        Some(0) => "verdict matches expect",
-        Some(1) => "verdict MISMATCH",
+        Some(0) => "as expected",
+        Some(1) => "MISMATCH (or unstable)",
         Some(2) => "bad input",
         Some(3) => "run could not happen",
         _ => "crashed",
     }
 }
 
+fn oomlab(args: &[&str]) -> Result<Option<i32>> {
+    let mut all = vec!["run", "--quiet", "--release", "-p", "oomlab", "--"];
+    all.extend(args);
+    println!("\n+ cargo {}", all.join(" "));
+    let status = Command::new(cargo_bin())
+        .args(&all)
+        .status()
+        .with_context(|| format!("run oomlab {}", args.join(" ")))?;
+    Ok(status.code())
+}
+
 fn demo() -> Result<ExitCode> {
     let mut results = Vec::new();
-    for s in DEMO_SCENARIOS {
-        let args = ["run", "--release", "-p", "oomlab", "--", "run", s];
-        println!("+ cargo {}", args.join(" "));
-        let status = Command::new(cargo_bin())
-            .args(args)
-            .status()
-            .with_context(|| format!("run scenario {s}"))?;
-        results.push((s, status.code()));
+    for s in DEMO_RUNS {
+        results.push((format!("run {s}"), oomlab(&["run", s])?));
     }
+    let mut matrix: Vec<String> = std::fs::read_dir("scenarios")
+        .context("read scenarios/")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    matrix.sort();
+    let _ = std::fs::remove_dir_all(DEMO_MATRIX);
+    let mut args = vec!["matrix", "--out", DEMO_MATRIX];
+    args.extend(matrix.iter().map(String::as_str));
+    results.push(("matrix scenarios/*.yaml".to_string(), oomlab(&args)?));
     println!("\ndemo summary:");
-    for (s, code) in &results {
+    for (what, code) in &results {
         let shown = code.map_or("-".to_string(), |c| c.to_string());
-        println!("  {s:<34} exit {shown}: {}", describe_exit(*code));
+        println!("  {what:<40} exit {shown}: {}", describe_exit(*code));
     }
+    println!("  the matrix report: {DEMO_MATRIX}/report.html (one file, open it in a browser)");
     let worst = results
         .iter()
         .map(|(_, c)| c.unwrap_or(1))
@@ -409,7 +489,7 @@ mod tests {
 
     #[test]
     fn exit_codes_are_described() {
-        assert_eq!(describe_exit(Some(0)), "verdict matches expect");
+        assert_eq!(describe_exit(Some(0)), "as expected");
         assert_eq!(describe_exit(Some(3)), "run could not happen");
         assert_eq!(describe_exit(None), "crashed");
     }

@@ -38,7 +38,7 @@ pub(crate) trait LineSink {
 fn scan_anchors() -> &'static aho_corasick::AhoCorasick {
     static AC: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
     AC.get_or_init(|| {
-        let mut pats: Vec<&str> = crate::events::kernel::ANCHORS.to_vec();
+        let mut pats: Vec<&str> = crate::events::kernel::keywords().to_vec();
         pats.push("\"MESSAGE\":[");
         aho_corasick::AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostFirst)

@@ -3,17 +3,28 @@
 //! loops (issue #3).
 //!
 //! Library API for the CLI: [`analyze_paths`] -> [`Analysis`] (Serialize, for
-//! `--json`), [`render_human`], [`exit_code`].
+//! `--json`), [`render_human`], [`exit_code`]; [`analyze_bytes`] and
+//! [`analyze_reader`] for logs already in memory or behind a reader.
 
+mod diagnosis;
+mod envelope;
+mod era;
+mod incidents;
 mod input;
 mod model;
+mod records;
 mod render;
 
+use std::io::Read;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-pub use model::{Chosen, Incident, LoopFinding, MasterGuess, Spared, Totals, Victim, VictimGroup};
+pub use era::Era;
+pub use model::{
+    Chosen, How, Incident, LoopFinding, MasterGuess, Note, Reaper, SpareReason, Spared, Totals,
+    Victim, VictimGroup,
+};
 pub use render::render_human;
 
 /// Options of `oomlab analyze`.
@@ -65,7 +76,8 @@ pub struct Analysis {
     pub totals: Totals,
     /// True when some group is a kill/respawn loop.
     pub loop_found: bool,
-    /// Loop findings, worst first.
+    /// Loop findings, worst first (`--json`: each with its `summary`).
+    #[serde(serialize_with = "render::serialize_loops")]
     pub loops: Vec<LoopFinding>,
     /// Victims grouped by (name, uid, memcg), most kills first.
     pub groups: Vec<VictimGroup>,
@@ -75,9 +87,11 @@ pub struct Analysis {
     pub incidents_omitted: u64,
     /// The first OOM-related kernel panic, if any.
     pub panic: Option<String>,
-    /// Kernel era guessed from the formats seen.
-    pub era: Option<String>,
-    pub notes: Vec<String>,
+    /// Kernel eras told from the formats seen, in order (`--json`: one
+    /// string of their labels, `era`).
+    #[serde(rename = "era", serialize_with = "era::serialize_labels")]
+    pub eras: Vec<Era>,
+    pub notes: Vec<Note>,
 }
 
 /// Why an input could not be analysed.
@@ -98,7 +112,7 @@ pub fn analyze_paths(inputs: &[PathBuf], opts: &AnalyzeOptions) -> Result<Analys
     if inputs.is_empty() {
         return Err(AnalyzeError::NoInput);
     }
-    let mut b = model::Builder::new(opts.clone());
+    let mut b = incidents::Builder::new(opts.clone());
     for p in inputs {
         let name = p.display().to_string();
         let io_err = |source| AnalyzeError::Io {
@@ -115,12 +129,26 @@ pub fn analyze_paths(inputs: &[PathBuf], opts: &AnalyzeOptions) -> Result<Analys
 
 /// Analyse an in-memory log (tests, fuzzing).
 pub fn analyze_bytes(data: &[u8], opts: &AnalyzeOptions) -> Analysis {
-    let mut b = model::Builder::new(opts.clone());
+    let mut b = incidents::Builder::new(opts.clone());
     b.begin_input("<memory>", false);
     let mut r = data;
     let bytes = input::scan(&mut r, &mut b).unwrap_or(0);
     b.end_input(bytes);
     b.finish()
+}
+
+/// Analyse an uncompressed log read from `r`, named `name` in the
+/// analysis, in whatever pieces `r` hands it over.
+pub fn analyze_reader<R: Read>(
+    mut r: R,
+    name: &str,
+    opts: &AnalyzeOptions,
+) -> std::io::Result<Analysis> {
+    let mut b = incidents::Builder::new(opts.clone());
+    b.begin_input(name, false);
+    let bytes = input::scan(&mut r, &mut b)?;
+    b.end_input(bytes);
+    Ok(b.finish())
 }
 
 /// 0: no kill/respawn loop found; 1: a loop was found. (Unreadable input is

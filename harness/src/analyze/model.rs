@@ -1,128 +1,9 @@
-//! Incidents, victims, groups and the loop diagnosis, built from the parsed
-//! event stream in one pass (plus a small pass over compact kill/row records
-//! at the end).
-
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+//! What `oomlab analyze` reports: incidents, victims, groups and loop
+//! findings, as typed facts (their sentences are written by `render`).
 
 use serde::Serialize;
 
-use super::input::LineSink;
-use super::{Analysis, AnalyzeOptions, InputStats};
-use crate::events::kernel::{self, Constraint, KernelEvent, Parser, Timestamp};
-
-/// Lines looked at one by one after an OOM header before giving up on a
-/// task table that has not appeared.
-const CONTEXT_LINES: u32 = 1000;
-const MAX_KILL_RECORDS: usize = 100_000;
-const MAX_ROW_RECORDS: usize = 150_000;
-/// Victims listed per incident (oom.group can kill a whole cgroup).
-const MAX_VICTIMS_LISTED: usize = 200;
-const MAX_PIDS_LISTED: usize = 40;
-/// Tables older than this (same clock) do not start the victim's episode.
-const EPISODE_S: f64 = 3600.0;
-
-/// (newest pid, oldest pid, pid_max) of a table: see [`largest_gap`].
-type Gap = Option<(u32, u32, u64)>;
-/// Prefix pid counts less one incident's own rows, cached by (prefix, incident).
-type OwnCache = ((usize, u64), HashMap<u32, u32>, Gap);
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Clock {
-    Mono,
-    WallNoYear,
-    WallYear,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct When {
-    clock: Clock,
-    t: f64,
-    /// whole seconds only (syslog): a span of 0 s means "within 1 s".
-    coarse: bool,
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn clock_secs(s: &str) -> Option<(f64, bool)> {
-    let h: f64 = s.get(0..2)?.parse().ok()?;
-    let m: f64 = s.get(3..5)?.parse().ok()?;
-    let sec_txt = s.get(6..)?;
-    let n = sec_txt
-        .bytes()
-        .take_while(|c| c.is_ascii_digit() || *c == b'.')
-        .count();
-    let sec: f64 = sec_txt.get(..n)?.parse().ok()?;
-    Some((h * 3600.0 + m * 60.0 + sec, n <= 2))
-}
-
-fn parse_wall(s: &str) -> Option<When> {
-    let s = s.trim();
-    // ISO 8601
-    if s.as_bytes().get(4) == Some(&b'-') {
-        let y: i64 = s.get(0..4)?.parse().ok()?;
-        let mo: u32 = s.get(5..7)?.parse().ok()?;
-        let d: u32 = s.get(8..10)?.parse().ok()?;
-        let (secs, coarse) = clock_secs(s.get(11..)?)?;
-        return Some(When {
-            clock: Clock::WallYear,
-            t: days_from_civil(y, mo, d) as f64 * 86400.0 + secs,
-            coarse,
-        });
-    }
-    // dmesg -T: `Thu Dec  7 00:05:15 2017`
-    let (body, year) = if s.as_bytes().get(3) == Some(&b' ')
-        && kernel::month_number(s.get(4..7).unwrap_or("")).is_some()
-    {
-        let body = s.get(4..)?;
-        let (b, y) = body.rsplit_once(' ')?;
-        (b, Some(y.parse::<i64>().ok()?))
-    } else {
-        (s, None)
-    };
-    let mo = kernel::month_number(body.get(0..3)?)?;
-    let mut parts = body.get(3..)?.split_ascii_whitespace();
-    let d: u32 = parts.next()?.parse().ok()?;
-    let (secs, coarse) = clock_secs(parts.next()?)?;
-    Some(match year {
-        Some(y) => When {
-            clock: Clock::WallYear,
-            t: days_from_civil(y, mo, d) as f64 * 86400.0 + secs,
-            coarse,
-        },
-        None => When {
-            clock: Clock::WallNoYear,
-            t: f64::from(mo * 31 + d) * 86400.0 + secs,
-            coarse,
-        },
-    })
-}
-
-fn when_of(ts: Option<&Timestamp>) -> Option<When> {
-    match ts? {
-        Timestamp::Monotonic(t) => Some(When {
-            clock: Clock::Mono,
-            t: *t,
-            coarse: false,
-        }),
-        Timestamp::Wall(s) => parse_wall(s),
-    }
-}
-
-fn show_ts(ts: Option<&Timestamp>) -> Option<String> {
-    match ts? {
-        Timestamp::Monotonic(t) => Some(format!("[{t:.6}]")),
-        Timestamp::Wall(s) => Some(s.clone()),
-    }
-}
+use crate::events::kernel::Constraint;
 
 /// Aggregate counts over all inputs.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -170,8 +51,7 @@ pub struct Victim {
     pub oom_score_adj: Option<i32>,
     /// From the matching `Kill process` line.
     pub score: Option<i64>,
-    /// `killed`, `sharing_memory` or `oom_group`.
-    pub how: &'static str,
+    pub how: How,
     pub time: Option<String>,
     /// Was the pid in a task table printed before this OOM's own report?
     /// `None`: no such table.
@@ -181,10 +61,33 @@ pub struct Victim {
     /// report's, within an hour) and newer than every process in it (pid
     /// order with wrap-around). `None`: no such table.
     pub respawned: Option<bool>,
-    /// `reaped` (with the anon-rss left), `unable to reap`, or none printed.
-    pub reaper: Option<String>,
+    /// What the oom_reaper said about it, if anything.
+    pub reaper: Option<Reaper>,
+    /// Its index among the kill records, if it was kept.
     #[serde(skip)]
-    kill_no: Option<usize>,
+    pub(super) kill_no: Option<usize>,
+}
+
+/// How a victim was killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum How {
+    /// `Killed process`: the victim of the OOM killer.
+    Killed,
+    /// `Kill process ... sharing same memory` (<= 5.0).
+    SharingMemory,
+    /// Killed with its whole cgroup (`memory.oom.group`).
+    OomGroup,
+}
+
+/// What the oom_reaper printed about a victim. Its `--json` form is the
+/// sentence `render` writes for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reaper {
+    /// `reaped process`, with the anon-rss left when printed.
+    Reaped { anon_rss_kb: Option<u64> },
+    /// `unable to reap`.
+    Unable,
 }
 
 /// One OOM report (or a ratelimited kill without one).
@@ -218,8 +121,9 @@ pub struct Incident {
     /// `OOM victim P (comm) is already exiting`: nothing killed.
     pub victim_exiting: Option<Chosen>,
     pub panic: Option<String>,
+    /// pid and uid of the 5.0+ `oom-kill:` summary line.
     #[serde(skip)]
-    summary_pid_uid: Option<(u32, Option<u32>)>,
+    pub(super) summary_pid_uid: Option<(u32, Option<u32>)>,
 }
 
 /// The process that most likely re-forks the victims.
@@ -239,7 +143,33 @@ pub struct Spared {
     pub count: usize,
     pub pids: Vec<u32>,
     pub max_rss_pages: u64,
-    pub why: String,
+    /// Why they were spared (`--json`: `why`, the sentence `render` writes).
+    #[serde(rename = "why")]
+    pub reason: SpareReason,
+}
+
+/// Why processes of the victims' name and another uid were never chosen.
+/// Its `--json` form is the sentence `render` writes for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpareReason {
+    /// All of them OOM-immune: oom_score_adj -1000 (oom_adj -17).
+    Immune,
+    /// Root-owned and small, on a kernel whose `oom_badness()` discounts
+    /// root ([`super::Era::has_root_bonus`]).
+    RootDiscount {
+        /// Their largest rss, in pages.
+        max_rss_pages: u64,
+        /// The victims' largest rss in a task table, in pages, if known.
+        victims_rss_pages: Option<u64>,
+        victims_uid: Option<u32>,
+    },
+    /// Smaller than the victims (badness is mostly rss).
+    LowerBadness {
+        max_rss_pages: u64,
+        victims_rss_pages: u64,
+    },
+    /// The log does not say.
+    Unknown,
 }
 
 /// Victims with the same (name, uid, memcg).
@@ -279,1232 +209,56 @@ pub struct LoopFinding {
     pub kills_per_s: Option<f64>,
     pub span_s: Option<f64>,
     pub likely_master: Option<u32>,
-    pub summary: String,
+    /// Distinct victim pids (the evidence of a suspected loop).
+    #[serde(skip)]
+    pub distinct_pids: u64,
+    /// The likely master's rss, in pages.
+    #[serde(skip)]
+    pub likely_master_rss_pages: Option<u64>,
 }
 
-struct KillRec {
-    incident: u64,
-    /// The line was cut inside the name.
-    truncated: bool,
-    pid: u32,
-    name: u32,
-    uid: Option<u32>,
-    memcg: Option<u32>,
-    when: Option<When>,
-    time: Option<String>,
-    seq: u64,
+/// Something the reader of a report should know about the analysis
+/// itself. Its `--json` form is the sentence `render` writes for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// Kills past the first `kept` were counted but not classified.
+    KillsNotClassified { count: u64, kept: usize },
+    /// Task-table rows past the first `kept` were not kept.
+    RowsNotKept { count: u64, kept: usize },
+    /// Kills but no task table: respawns cannot be confirmed.
+    NoTaskTable,
+    /// Selection lines with no `Killed process` line after them.
+    SelectionsWithoutKill { count: u64 },
 }
 
-struct RowRec {
-    /// The incident whose report printed it (0: none).
-    incident: u64,
-    /// Which printed table (snapshot) it belongs to.
-    table: u32,
-    pid: u32,
-    uid: u32,
-    name: u32,
-    rss: u64,
-    total_vm: u64,
-    oom_adj: Option<i32>,
-    when: Option<When>,
-    seq: u64,
-}
-
-#[derive(Default)]
-struct Interner {
-    ids: HashMap<String, u32>,
-    names: Vec<String>,
-}
-
-impl Interner {
-    fn id(&mut self, s: &str) -> u32 {
-        if let Some(i) = self.ids.get(s) {
-            return *i;
-        }
-        let i = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        self.names.push(s.to_string());
-        self.ids.insert(s.to_string(), i);
-        i
-    }
-    fn get(&self, i: u32) -> &str {
-        self.names.get(i as usize).map_or("?", String::as_str)
-    }
-}
-
-pub(crate) struct Builder {
-    opts: AnalyzeOptions,
-    parser: Parser,
-    inputs: Vec<InputStats>,
-    seq: u64,
-    totals: Totals,
-    cur: Option<Incident>,
-    incidents: Vec<Incident>,
-    omitted: u64,
-    kills: Vec<KillRec>,
-    kills_dropped: u64,
-    rows: Vec<RowRec>,
-    rows_dropped: u64,
-    strings: Interner,
-    context_left: u32,
-    panic: Option<String>,
-    era: BTreeSet<&'static str>,
-    // context of the line being handled
-    ctx_ts: Option<Timestamp>,
-    ctx_uptime: Option<f64>,
-    ctx_offset: u64,
-    line_truncated_name: bool,
-    /// Task-table snapshot counter: a new one at each header / OOM report.
-    table_no: u32,
-}
-
-fn new_incident(index: u64, input: &str, offset: u64) -> Incident {
-    Incident {
-        index,
-        input: input.to_string(),
-        offset,
-        time: None,
-        uptime_s: None,
-        header_printed: false,
-        invoking_task: None,
-        gfp_mask: None,
-        order: None,
-        invoking_oom_score_adj: None,
-        constraint: Constraint::Unknown,
-        oom_memcg: None,
-        task_memcg: None,
-        memcg_usage_kb: None,
-        memcg_limit_kb: None,
-        task_table_rows: 0,
-        chosen: None,
-        victims: Vec::new(),
-        victims_not_listed: 0,
-        oom_group: None,
-        no_killable: false,
-        victim_exiting: None,
-        panic: None,
-        summary_pid_uid: None,
-    }
-}
-
-impl Builder {
-    pub(crate) fn new(opts: AnalyzeOptions) -> Self {
-        Builder {
-            opts,
-            parser: Parser::new(),
-            inputs: Vec::new(),
-            seq: 0,
-            totals: Totals::default(),
-            cur: None,
-            incidents: Vec::new(),
-            omitted: 0,
-            kills: Vec::new(),
-            kills_dropped: 0,
-            rows: Vec::new(),
-            rows_dropped: 0,
-            strings: Interner::default(),
-            context_left: 0,
+impl Incident {
+    /// An incident with nothing known yet.
+    pub(super) fn new(index: u64, input: &str, offset: u64) -> Incident {
+        Incident {
+            index,
+            input: input.to_string(),
+            offset,
+            time: None,
+            uptime_s: None,
+            header_printed: false,
+            invoking_task: None,
+            gfp_mask: None,
+            order: None,
+            invoking_oom_score_adj: None,
+            constraint: Constraint::Unknown,
+            oom_memcg: None,
+            task_memcg: None,
+            memcg_usage_kb: None,
+            memcg_limit_kb: None,
+            task_table_rows: 0,
+            chosen: None,
+            victims: Vec::new(),
+            victims_not_listed: 0,
+            oom_group: None,
+            no_killable: false,
+            victim_exiting: None,
             panic: None,
-            era: BTreeSet::new(),
-            ctx_ts: None,
-            ctx_uptime: None,
-            ctx_offset: 0,
-            line_truncated_name: false,
-            table_no: 0,
+            summary_pid_uid: None,
         }
-    }
-
-    pub(crate) fn begin_input(&mut self, path: &str, gzip: bool) {
-        self.inputs.push(InputStats {
-            path: path.to_string(),
-            bytes: 0,
-            lines_examined: 0,
-            gzip,
-            journal_json_lines: 0,
-        });
-        self.context_left = 0;
-    }
-
-    pub(crate) fn end_input(&mut self, bytes: u64) {
-        if let Some(i) = self.inputs.last_mut() {
-            i.bytes = bytes;
-        }
-    }
-
-    fn input_name(&self) -> String {
-        self.inputs
-            .last()
-            .map(|i| i.path.clone())
-            .unwrap_or_default()
-    }
-
-    fn close_incident(&mut self) {
-        if let Some(inc) = self.cur.take() {
-            if self.incidents.len() < self.opts.max_incidents {
-                self.incidents.push(inc);
-            } else {
-                self.omitted += 1;
-            }
-        }
-    }
-
-    fn start_incident(&mut self) -> &mut Incident {
-        self.close_incident();
-        self.totals.incidents += 1;
-        let mut inc = new_incident(self.totals.incidents, &self.input_name(), self.ctx_offset);
-        inc.time = show_ts(self.ctx_ts.as_ref());
-        inc.uptime_s = self.ctx_uptime;
-        self.cur.insert(inc)
-    }
-
-    /// The current incident if it has no victim yet, else a new one.
-    fn open_incident(&mut self) -> &mut Incident {
-        let reuse = self
-            .cur
-            .as_ref()
-            .is_some_and(|c| c.victims.is_empty() && c.victim_exiting.is_none() && !c.no_killable);
-        if !reuse {
-            self.start_incident();
-        }
-        match self.cur {
-            Some(ref mut c) => c,
-            None => self.start_incident(),
-        }
-    }
-
-    fn push_victim(&mut self, mut v: Victim, memcg: Option<String>) {
-        self.totals.killed += u64::from(v.how != "sharing_memory");
-        if self.kills.len() < MAX_KILL_RECORDS {
-            let memcg = memcg.map(|m| self.strings.id(&m));
-            let name = self.strings.id(&v.name);
-            v.kill_no = Some(self.kills.len());
-            let incident = self.cur.as_ref().map_or(0, |c| c.index);
-            self.kills.push(KillRec {
-                incident,
-                truncated: self.line_truncated_name,
-                pid: v.pid,
-                name,
-                uid: v.uid,
-                memcg,
-                when: when_of(self.ctx_ts.as_ref()),
-                time: v.time.clone(),
-                seq: self.seq,
-            });
-        } else {
-            self.kills_dropped += 1;
-        }
-        if let Some(c) = self.cur.as_mut() {
-            if c.victims.len() < MAX_VICTIMS_LISTED {
-                c.victims.push(v);
-            } else {
-                c.victims_not_listed += 1;
-            }
-        }
-    }
-
-    fn set_reaper(&mut self, pid: u32, outcome: String) {
-        let cur = self.cur.iter_mut();
-        let recent = self.incidents.iter_mut().rev().take(64);
-        for inc in cur.chain(recent) {
-            if let Some(v) = inc.victims.iter_mut().rev().find(|v| v.pid == pid) {
-                if v.reaper.is_none() {
-                    v.reaper = Some(outcome);
-                }
-                return;
-            }
-        }
-    }
-
-    fn event(&mut self, ev: KernelEvent) {
-        match ev {
-            KernelEvent::OomInvoked {
-                task,
-                gfp_mask,
-                order,
-                oom_score_adj,
-            } => {
-                self.totals.oom_invocations += 1;
-                self.table_no += 1;
-                let inc = self.start_incident();
-                inc.header_printed = true;
-                inc.invoking_task = Some(task);
-                inc.gfp_mask = gfp_mask;
-                inc.order = order;
-                inc.invoking_oom_score_adj = oom_score_adj;
-                self.context_left = CONTEXT_LINES;
-            }
-            KernelEvent::TaskTableHeader { columns } => {
-                if self
-                    .cur
-                    .as_ref()
-                    .is_none_or(|c| c.task_table_rows > 0 || !c.victims.is_empty())
-                {
-                    self.table_no += 1;
-                }
-                let has = |c: &str| columns.iter().any(|x| x == c);
-                self.era.insert(if has("rss_anon") {
-                    "6.8+"
-                } else if has("pgtables_bytes") {
-                    "4.15-6.7"
-                } else if has("nr_pmds") {
-                    "4.0-4.14"
-                } else if has("nr_ptes") {
-                    "3.5-3.19 (RHEL 7: 3.10)"
-                } else if has("oom_score_adj") {
-                    "2.6.36-3.4 (RHEL 6: 2.6.32)"
-                } else {
-                    "2.6.32 vanilla"
-                });
-                self.context_left = CONTEXT_LINES;
-            }
-            KernelEvent::TaskRow(r) => {
-                self.totals.task_table_rows += 1;
-                self.context_left = CONTEXT_LINES;
-                if let Some(c) = self.cur.as_mut() {
-                    if c.victims.is_empty() {
-                        c.task_table_rows += 1;
-                    }
-                }
-                if self.rows.len() < MAX_ROW_RECORDS {
-                    let name = self.strings.id(&r.name);
-                    let incident = self
-                        .cur
-                        .as_ref()
-                        .filter(|c| c.victims.is_empty())
-                        .map_or(0, |c| c.index);
-                    self.rows.push(RowRec {
-                        table: self.table_no,
-                        incident,
-                        pid: r.pid,
-                        uid: r.uid,
-                        name,
-                        rss: r.rss,
-                        total_vm: r.total_vm,
-                        oom_adj: r.oom_adj,
-                        when: when_of(self.ctx_ts.as_ref()),
-                        seq: self.seq,
-                    });
-                } else {
-                    self.rows_dropped += 1;
-                }
-            }
-            KernelEvent::KillChosen {
-                message,
-                pid,
-                name,
-                score,
-            } => {
-                self.totals.chosen += 1;
-                self.context_left = 0;
-                if message.starts_with("Out of memory") && message.contains("kill") {
-                    self.era.insert("2.6.32 vanilla");
-                }
-                let need_new = self
-                    .cur
-                    .as_ref()
-                    .is_none_or(|c| c.chosen.is_some() || !c.victims.is_empty());
-                let inc = if need_new {
-                    self.start_incident()
-                } else {
-                    self.open_incident()
-                };
-                if inc.constraint == Constraint::Unknown {
-                    inc.constraint = kernel::constraint_from_message(&message);
-                }
-                inc.chosen = Some(Chosen {
-                    pid,
-                    name,
-                    score,
-                    message,
-                });
-            }
-            KernelEvent::Killed(k) => {
-                self.context_left = 0;
-                if k.pgtables_kb.is_some() {
-                    self.era.insert("5.4+");
-                } else if k.uid.is_some() && k.shmem_rss_kb.is_some() {
-                    self.era.insert("RHEL 7 (3.10.0-*.el7)");
-                } else if k.uid.is_some() {
-                    self.era.insert("RHEL 6 (2.6.32-*.el6)");
-                } else if k.message.is_some() && k.shmem_rss_kb.is_some() {
-                    self.era.insert("5.1-5.3 (or RHEL 8)");
-                }
-                let join = self
-                    .cur
-                    .as_ref()
-                    .is_some_and(|c| c.victims.is_empty() || c.oom_group.is_some());
-                let group = self
-                    .cur
-                    .as_ref()
-                    .is_some_and(|c| c.oom_group.is_some() && !c.victims.is_empty());
-                if !join {
-                    self.start_incident();
-                }
-                let time = show_ts(self.ctx_ts.as_ref());
-                let Some(inc) = self.cur.as_mut() else { return };
-                if let Some(m) = &k.message {
-                    if inc.constraint == Constraint::Unknown {
-                        inc.constraint = kernel::constraint_from_message(m);
-                    }
-                }
-                let score = inc
-                    .chosen
-                    .as_ref()
-                    .filter(|c| c.pid == k.pid)
-                    .and_then(|c| c.score);
-                let uid = k.uid.or_else(|| {
-                    inc.summary_pid_uid
-                        .filter(|(p, _)| *p == k.pid)
-                        .and_then(|(_, u)| u)
-                });
-                let memcg = inc.task_memcg.clone();
-                let v = Victim {
-                    pid: k.pid,
-                    name: k.name,
-                    uid,
-                    total_vm_kb: k.total_vm_kb,
-                    anon_rss_kb: k.anon_rss_kb,
-                    file_rss_kb: k.file_rss_kb,
-                    shmem_rss_kb: k.shmem_rss_kb,
-                    pgtables_kb: k.pgtables_kb,
-                    oom_score_adj: k.oom_score_adj,
-                    score,
-                    how: if group { "oom_group" } else { "killed" },
-                    time,
-                    in_task_table: None,
-                    respawned: None,
-                    reaper: None,
-                    kill_no: None,
-                };
-                self.push_victim(v, memcg);
-            }
-            KernelEvent::KillSharing { pid, name } => {
-                self.totals.killed_sharing_memory += 1;
-                if self.cur.is_none() {
-                    self.start_incident();
-                }
-                let time = show_ts(self.ctx_ts.as_ref());
-                let memcg = self.cur.as_ref().and_then(|c| c.task_memcg.clone());
-                let v = Victim {
-                    pid,
-                    name,
-                    uid: None,
-                    total_vm_kb: None,
-                    anon_rss_kb: None,
-                    file_rss_kb: None,
-                    shmem_rss_kb: None,
-                    pgtables_kb: None,
-                    oom_score_adj: None,
-                    score: None,
-                    how: "sharing_memory",
-                    time,
-                    in_task_table: None,
-                    respawned: None,
-                    reaper: None,
-                    kill_no: None,
-                };
-                self.push_victim(v, memcg);
-            }
-            KernelEvent::OomSummary {
-                constraint,
-                oom_memcg,
-                task_memcg,
-                task: _,
-                pid,
-                uid,
-            } => {
-                self.era.insert("5.0+");
-                self.context_left = 0;
-                let inc = self.open_incident();
-                inc.constraint = constraint;
-                if oom_memcg.is_some() {
-                    inc.oom_memcg = oom_memcg;
-                }
-                if task_memcg.is_some() {
-                    inc.task_memcg = task_memcg;
-                }
-                inc.summary_pid_uid = Some((pid, uid));
-            }
-            KernelEvent::MemcgTaskIn {
-                task_memcg,
-                limit_memcg,
-            } => {
-                let inc = self.open_incident();
-                inc.constraint = Constraint::Memcg;
-                inc.task_memcg = Some(task_memcg);
-                inc.oom_memcg = Some(limit_memcg);
-            }
-            KernelEvent::MemcgUsage {
-                usage_kb, limit_kb, ..
-            } => {
-                let inc = self.open_incident();
-                if inc.memcg_usage_kb.is_none() {
-                    inc.memcg_usage_kb = Some(usage_kb);
-                    inc.memcg_limit_kb = Some(limit_kb);
-                }
-            }
-            KernelEvent::MemcgLimitReached { memcg } => {
-                let inc = self.open_incident();
-                inc.constraint = Constraint::Memcg;
-                inc.oom_memcg = Some(memcg);
-            }
-            KernelEvent::Reaped {
-                pid, anon_rss_kb, ..
-            } => {
-                self.totals.reaped += 1;
-                let s = match anon_rss_kb {
-                    Some(kb) => format!("reaped (anon-rss now {kb} kB)"),
-                    None => "reaped".to_string(),
-                };
-                self.set_reaper(pid, s);
-            }
-            KernelEvent::ReapFailed { pid, .. } => {
-                self.totals.reap_failed += 1;
-                self.set_reaper(pid, "unable to reap".to_string());
-            }
-            KernelEvent::OomGroup { memcg } => {
-                self.totals.oom_group_sets += 1;
-                if self.cur.is_none() {
-                    self.start_incident();
-                }
-                if let Some(c) = self.cur.as_mut() {
-                    c.oom_group = Some(memcg);
-                }
-            }
-            KernelEvent::NoKillable => {
-                self.totals.no_killable += 1;
-                self.context_left = 0;
-                self.open_incident().no_killable = true;
-            }
-            KernelEvent::VictimExiting { pid, name } => {
-                self.totals.victims_exiting += 1;
-                self.context_left = 0;
-                self.open_incident().victim_exiting = Some(Chosen {
-                    pid,
-                    name,
-                    score: None,
-                    message: "already exiting".to_string(),
-                });
-            }
-            KernelEvent::Panic { reason } => {
-                self.totals.panics += 1;
-                self.context_left = 0;
-                if self.panic.is_none() {
-                    self.panic = Some(reason.clone());
-                }
-                if let Some(c) = self.cur.as_mut() {
-                    c.panic.get_or_insert(reason);
-                }
-            }
-            KernelEvent::WouldHaveKilled { .. } => self.totals.would_have_killed += 1,
-        }
-    }
-
-    fn handle_msg(&mut self, msg: &str) {
-        match self.parser.parse(msg) {
-            Some(ev) => {
-                self.line_truncated_name = match &ev {
-                    KernelEvent::Killed(k) => !msg.contains(&format!("({})", k.name)),
-                    _ => false,
-                };
-                self.event(ev);
-            }
-            None => {
-                if self.context_left > 0 {
-                    self.partial_row(msg);
-                }
-                self.context_left = self.context_left.saturating_sub(1);
-            }
-        }
-    }
-
-    /// A task-table row cut short or interleaved (`[  701]   999   701   9000 [  600.1] e1000e: ...`):
-    /// its pid still proves the process existed at table time.
-    fn partial_row(&mut self, msg: &str) {
-        let Some(t) = msg.trim_start().strip_prefix('[') else {
-            return;
-        };
-        let Some((inside, rest)) = t.split_once(']') else {
-            return;
-        };
-        let Ok(pid) = inside.trim().parse::<u32>() else {
-            return;
-        };
-        let mut it = rest.split_ascii_whitespace();
-        let uid = it.next().and_then(|u| u.parse::<u32>().ok());
-        let tgid = it.next().and_then(|u| u.parse::<u32>().ok());
-        if uid.is_none() || tgid.is_none() || self.rows.len() >= MAX_ROW_RECORDS {
-            return;
-        }
-        self.totals.task_table_rows += 1;
-        let name = self.strings.id("");
-        let incident = self
-            .cur
-            .as_ref()
-            .filter(|c| c.victims.is_empty())
-            .map_or(0, |c| c.index);
-        self.rows.push(RowRec {
-            table: self.table_no,
-            incident,
-            pid,
-            uid: uid.unwrap_or(u32::MAX),
-            name,
-            rss: 0,
-            total_vm: 0,
-            oom_adj: None,
-            when: when_of(self.ctx_ts.as_ref()),
-            seq: self.seq,
-        });
-    }
-
-    fn handle_text(&mut self, text: &str) {
-        let t = text.trim_start();
-        if t.starts_with('{') && t.contains("\"MESSAGE\"") && self.handle_json(t) {
-            return;
-        }
-        let l = kernel::split_prefix(text);
-        self.ctx_ts = l.ts.clone();
-        self.ctx_uptime = l.uptime;
-        if l.source.is_some() {
-            return; // a userspace program's line in a syslog file
-        }
-        self.handle_msg(l.msg);
-    }
-
-    /// A `journalctl -o json` record. False if it is not one.
-    fn handle_json(&mut self, t: &str) -> bool {
-        let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(t) else {
-            return false;
-        };
-        let msg = match o.get("MESSAGE") {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Array(a)) => {
-                let bytes: Vec<u8> = a
-                    .iter()
-                    .filter_map(|v| v.as_u64().and_then(|n| u8::try_from(n).ok()))
-                    .collect();
-                String::from_utf8_lossy(&bytes).into_owned()
-            }
-            _ => return false,
-        };
-        if let Some(i) = self.inputs.last_mut() {
-            i.journal_json_lines += 1;
-        }
-        let us = |k: &str| {
-            o.get(k).and_then(|v| {
-                v.as_str()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .or_else(|| v.as_u64())
-            })
-        };
-        let mono = us("_SOURCE_MONOTONIC_TIMESTAMP").or_else(|| us("__MONOTONIC_TIMESTAMP"));
-        self.ctx_ts = mono.map(|m| Timestamp::Monotonic(m as f64 / 1e6));
-        self.ctx_uptime = mono.map(|m| m as f64 / 1e6);
-        for part in msg.split('\n') {
-            let p = part.trim_end_matches('\r');
-            let l = kernel::split_prefix(p);
-            self.handle_msg(l.msg);
-        }
-        true
-    }
-
-    /// A victim name cut short by a truncated line (`Killed process 12
-    /// (ngi`) takes the one longer name it is a prefix of.
-    fn mend_truncated_names(&mut self) {
-        let short: BTreeSet<u32> = self
-            .kills
-            .iter()
-            .filter(|k| k.truncated)
-            .map(|k| k.name)
-            .collect();
-        if short.is_empty() {
-            return;
-        }
-        let mut full: BTreeSet<u32> = self.kills.iter().map(|k| k.name).collect();
-        full.extend(self.rows.iter().map(|r| r.name));
-        let mut remap: HashMap<u32, u32> = HashMap::new();
-        for &n in short.iter().take(1000) {
-            let short = self.strings.get(n);
-            if short.is_empty() {
-                continue;
-            }
-            let longer: Vec<u32> = full
-                .iter()
-                .copied()
-                .filter(|&m| m != n && self.strings.get(m).starts_with(short))
-                .collect();
-            if let [only] = longer[..] {
-                remap.insert(n, only);
-            }
-        }
-        for k in self.kills.iter_mut().filter(|k| k.truncated) {
-            if let Some(&m) = remap.get(&k.name) {
-                k.name = m;
-            }
-        }
-    }
-
-    pub(crate) fn finish(mut self) -> Analysis {
-        self.close_incident();
-        self.mend_truncated_names();
-        let classes = self.classify();
-        for inc in &mut self.incidents {
-            for v in &mut inc.victims {
-                if let Some((in_t, resp, uid)) = v.kill_no.and_then(|k| classes.get(k)) {
-                    v.in_task_table = *in_t;
-                    v.respawned = *resp;
-                    if v.uid.is_none() {
-                        v.uid = *uid;
-                    }
-                }
-            }
-        }
-        let (groups, loops) = self.groups(&classes);
-        let mut notes = Vec::new();
-        if self.kills_dropped > 0 {
-            notes.push(format!(
-                "{} kills past the first {MAX_KILL_RECORDS} were counted but not classified",
-                self.kills_dropped
-            ));
-        }
-        if self.rows_dropped > 0 {
-            notes.push(format!(
-                "{} task-table rows past the first {MAX_ROW_RECORDS} were not kept",
-                self.rows_dropped
-            ));
-        }
-        if self.totals.killed > 0 && self.totals.task_table_rows == 0 {
-            notes.push(
-                "no task table in the log (ratelimited, vm.oom_dump_tasks=0 or filtered out): respawns cannot be confirmed"
-                    .to_string(),
-            );
-        }
-        if self.totals.chosen > self.totals.killed + self.totals.killed_sharing_memory {
-            notes.push(format!(
-                "{} selection line(s) without a `Killed process` line (log cut, elided or the victim was already exiting)",
-                self.totals.chosen - self.totals.killed - self.totals.killed_sharing_memory
-            ));
-        }
-        let era = if self.era.is_empty() {
-            None
-        } else {
-            Some(self.era.iter().copied().collect::<Vec<_>>().join(", "))
-        };
-        Analysis {
-            inputs: self.inputs,
-            totals: self.totals,
-            loop_found: !loops.is_empty(),
-            loops,
-            groups,
-            incidents: self.incidents,
-            incidents_omitted: self.omitted,
-            panic: self.panic,
-            era,
-            notes,
-        }
-    }
-
-    /// Per kill: (in an earlier task table, respawned, uid from the tables).
-    fn classify(&self) -> Vec<(Option<bool>, Option<bool>, Option<u32>)> {
-        let clock = self
-            .rows
-            .iter()
-            .map(|r| r.when)
-            .chain(self.kills.iter().map(|k| k.when))
-            .try_fold(None, |acc: Option<Clock>, w| match (acc, w) {
-                (_, None) => Err(()),
-                (None, Some(w)) => Ok(Some(w.clock)),
-                (Some(c), Some(w)) if c == w.clock => Ok(Some(c)),
-                _ => Err(()),
-            })
-            .ok()
-            .flatten();
-        // Rows in "time" order: by timestamp when every line has one clock,
-        // else by position in the input.
-        let mut order: Vec<usize> = (0..self.rows.len()).collect();
-        let key_row = |r: &RowRec| -> f64 {
-            match (clock, r.when) {
-                (Some(_), Some(w)) => w.t,
-                _ => r.seq as f64,
-            }
-        };
-        order.sort_by(|a, b| {
-            let (ra, rb) = (&self.rows[*a], &self.rows[*b]);
-            key_row(ra).total_cmp(&key_row(rb))
-        });
-        let keys: Vec<f64> = order.iter().map(|i| key_row(&self.rows[*i])).collect();
-        let mut uid_of: HashMap<u32, u32> = HashMap::new();
-        for r in &self.rows {
-            uid_of.insert(r.pid, r.uid);
-        }
-        let small_pid_max = self.era.iter().any(|e| {
-            e.starts_with('2')
-                || e.starts_with('3')
-                || e.starts_with("4.0")
-                || e.starts_with("RHEL 6")
-                || e.starts_with("RHEL 7")
-        });
-        // Position of each row in `order`, and the rows of each incident:
-        // a victim's own report's table is not "earlier" (6.x prints one per
-        // OOM, with the victim in it).
-        let mut pos_of = vec![0usize; self.rows.len()];
-        for (p, i) in order.iter().enumerate() {
-            if let Some(x) = pos_of.get_mut(*i) {
-                *x = p;
-            }
-        }
-        let mut by_incident: HashMap<u64, Vec<usize>> = HashMap::new();
-        for (i, r) in self.rows.iter().enumerate() {
-            if r.incident != 0 {
-                by_incident.entry(r.incident).or_default().push(i);
-            }
-        }
-        // Snapshots (one printed table each), by their first row's key.
-        struct Snap {
-            key: f64,
-            clock_t: Option<f64>,
-            incident: u64,
-            pids: HashSet<u32>,
-            gap: Option<(u32, u32, u64)>,
-        }
-        let mut snaps: Vec<Snap> = Vec::new();
-        {
-            let mut idx: HashMap<u32, usize> = HashMap::new();
-            for r in &self.rows {
-                let i = *idx.entry(r.table).or_insert_with(|| {
-                    snaps.push(Snap {
-                        key: key_row(r),
-                        clock_t: r.when.map(|w| w.t),
-                        incident: r.incident,
-                        pids: HashSet::new(),
-                        gap: None,
-                    });
-                    snaps.len() - 1
-                });
-                if let Some(sn) = snaps.get_mut(i) {
-                    sn.pids.insert(r.pid);
-                }
-            }
-            for sn in &mut snaps {
-                sn.gap = largest_gap(sn.pids.iter().copied(), small_pid_max);
-            }
-            snaps.sort_by(|a, b| a.key.total_cmp(&b.key));
-        }
-        let mut out = Vec::with_capacity(self.kills.len());
-        let mut counts: HashMap<u32, u32> = HashMap::new();
-        let mut set_n = 0usize;
-        let mut gap: Option<(u32, u32, u64)> = None; // newest, oldest, pid_max
-        let mut own_cache: Option<OwnCache> = None;
-        for k in &self.kills {
-            let kk = match (clock, k.when) {
-                (Some(_), Some(w)) => w.t,
-                _ => k.seq as f64,
-            };
-            let n = if clock.is_some() {
-                keys.partition_point(|x| *x <= kk)
-            } else {
-                keys.partition_point(|x| *x < kk)
-            };
-            if n != set_n {
-                if n < set_n {
-                    counts.clear();
-                    set_n = 0;
-                }
-                for i in order.get(set_n..n).unwrap_or_default() {
-                    if let Some(r) = self.rows.get(*i) {
-                        *counts.entry(r.pid).or_default() += 1;
-                    }
-                }
-                set_n = n;
-                gap = largest_gap(counts.keys().copied(), small_pid_max);
-            }
-            let uid = k.uid.or_else(|| uid_of.get(&k.pid).copied());
-            // this incident's own rows within the prefix
-            let own: Vec<u32> = by_incident
-                .get(&k.incident)
-                .map(|v| {
-                    v.iter()
-                        .filter(|i| pos_of.get(**i).is_some_and(|p| *p < n))
-                        .filter_map(|i| self.rows.get(*i).map(|r| r.pid))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let (in_t, g, empty) = if own.is_empty() {
-                (counts.contains_key(&k.pid), gap, counts.is_empty())
-            } else {
-                let key = (n, k.incident);
-                if own_cache.as_ref().is_none_or(|c| c.0 != key) {
-                    let mut c = counts.clone();
-                    for p in &own {
-                        if let Some(x) = c.get_mut(p) {
-                            *x = x.saturating_sub(1);
-                        }
-                    }
-                    c.retain(|_, v| *v > 0);
-                    let g = largest_gap(c.keys().copied(), small_pid_max);
-                    own_cache = Some((key, c, g));
-                }
-                match &own_cache {
-                    Some((_, c, g)) => (c.contains_key(&k.pid), *g, c.is_empty()),
-                    None => (false, None, true),
-                }
-            };
-            if empty {
-                out.push((None, None, uid));
-                continue;
-            }
-            let _ = g;
-            // Respawned: born during the episode, i.e. absent from the first
-            // table of the episode (the earliest one before this kill, other
-            // than its own report's, at most EPISODE_S earlier) and newer
-            // than every process in it.
-            let first = snaps.iter().find(|sn| {
-                let before = if clock.is_some() {
-                    sn.key <= kk
-                } else {
-                    sn.key < kk
-                };
-                let near = match (clock, sn.clock_t, k.when) {
-                    (Some(_), Some(t), Some(w)) => w.t - t <= EPISODE_S,
-                    _ => true,
-                };
-                before && near && (sn.incident == 0 || sn.incident != k.incident)
-            });
-            let resp = first.map(|sn| {
-                !sn.pids.contains(&k.pid)
-                    && sn.gap.is_some_and(|(newest, oldest, pid_max)| {
-                        in_gap(k.pid, newest, oldest, pid_max)
-                    })
-            });
-            out.push((Some(in_t), resp, uid));
-        }
-        out
-    }
-
-    fn groups(
-        &self,
-        classes: &[(Option<bool>, Option<bool>, Option<u32>)],
-    ) -> (Vec<VictimGroup>, Vec<LoopFinding>) {
-        #[derive(Default)]
-        struct Acc {
-            kills: u64,
-            pids: Vec<u32>,
-            distinct: HashSet<u32>,
-            incidents: HashSet<u64>,
-            respawned: u64,
-            in_table: u64,
-            unknown: u64,
-            first: Option<(Option<When>, Option<String>)>,
-            last: Option<(Option<When>, Option<String>)>,
-            victim_rss: Vec<u64>,
-        }
-        let mut accs: BTreeMap<(u32, Option<u32>, Option<u32>), Acc> = BTreeMap::new();
-        let killed_pids: HashSet<u32> = self.kills.iter().map(|k| k.pid).collect();
-        let mut row_by_pid: HashMap<u32, &RowRec> = HashMap::new();
-        let mut rows_by_name: HashMap<u32, Vec<&RowRec>> = HashMap::new();
-        for r in &self.rows {
-            row_by_pid.insert(r.pid, r);
-            rows_by_name.entry(r.name).or_default().push(r);
-        }
-        // Ratelimited kills print no memcg: inherit the last one seen for
-        // the same (name, uid).
-        let mut last_memcg: HashMap<(u32, Option<u32>), u32> = HashMap::new();
-        let mut last_uid: HashMap<u32, u32> = HashMap::new();
-        for (k, c) in self.kills.iter().zip(classes) {
-            let uid = match c.2 {
-                Some(u) => {
-                    last_uid.insert(k.name, u);
-                    Some(u)
-                }
-                None => last_uid.get(&k.name).copied(),
-            };
-            let memcg = match k.memcg {
-                Some(m) => {
-                    last_memcg.insert((k.name, uid), m);
-                    Some(m)
-                }
-                None => last_memcg.get(&(k.name, uid)).copied(),
-            };
-            let a = accs.entry((k.name, uid, memcg)).or_default();
-            a.kills += 1;
-            if a.pids.len() < MAX_PIDS_LISTED {
-                a.pids.push(k.pid);
-            }
-            a.distinct.insert(k.pid);
-            a.incidents.insert(k.incident);
-            match c.1 {
-                Some(true) => a.respawned += 1,
-                Some(false) => {}
-                None => a.unknown += 1,
-            }
-            if c.0 == Some(true) {
-                a.in_table += 1;
-                if let Some(r) = row_by_pid.get(&k.pid) {
-                    a.victim_rss.push(r.rss);
-                }
-            }
-            if a.first.is_none() {
-                a.first = Some((k.when, k.time.clone()));
-            }
-            a.last = Some((k.when, k.time.clone()));
-        }
-        let root_bonus = !self
-            .era
-            .iter()
-            .any(|e| e.starts_with('5') || e.starts_with('6') || e.starts_with("4.15"));
-        let mut groups = Vec::new();
-        let mut loops = Vec::new();
-        for ((name_id, uid, memcg), a) in accs {
-            let name = self.strings.get(name_id).to_string();
-            let memcg = memcg.map(|m| self.strings.get(m).to_string());
-            let (span, rate) = match (&a.first, &a.last) {
-                (Some((Some(f), _)), Some((Some(l), _))) if f.clock == l.clock => {
-                    let mut span = (l.t - f.t).max(0.0);
-                    if f.coarse {
-                        span += 1.0;
-                    }
-                    let rate = if span > 0.0 {
-                        Some((a.kills as f64 / span * 100.0).round() / 100.0)
-                    } else {
-                        None
-                    };
-                    (Some(span), rate)
-                }
-                _ => (None, None),
-            };
-            // Same name and uid in the tables, never killed: lowest pid.
-            let mut same: Vec<&RowRec> = rows_by_name
-                .get(&name_id)
-                .map(|v| {
-                    v.iter()
-                        .copied()
-                        .filter(|r| !killed_pids.contains(&r.pid))
-                        .collect()
-                })
-                .unwrap_or_default();
-            same.sort_by_key(|r| r.pid);
-            same.dedup_by_key(|r| r.pid);
-            let confirmed = a.respawned >= self.opts.min_respawned_kills as u64;
-            let suspected = !confirmed
-                && a.unknown == a.kills
-                && a.incidents.len() >= 3
-                && a.distinct.len() as u64 >= (self.opts.min_respawned_kills as u64 + 1).max(3);
-            let is_loop = confirmed || suspected;
-            let master = uid
-                .filter(|_| is_loop)
-                .and_then(|u| same.iter().find(|r| r.uid == u))
-                .map(|r| MasterGuess {
-                    pid: r.pid,
-                    uid: r.uid,
-                    name: name.clone(),
-                    rss_pages: r.rss,
-                    total_vm_pages: r.total_vm,
-                });
-            let victim_rss = a.victim_rss.iter().copied().max().unwrap_or(0);
-            let mut by_uid: BTreeMap<u32, Vec<&RowRec>> = BTreeMap::new();
-            for r in &same {
-                if master.as_ref().is_some_and(|m| m.pid == r.pid) {
-                    continue;
-                }
-                by_uid.entry(r.uid).or_default().push(r);
-            }
-            let spared = by_uid
-                .into_iter()
-                .map(|(u, rs)| {
-                    let max_rss = rs.iter().map(|r| r.rss).max().unwrap_or(0);
-                    let immune = rs.iter().all(|r| matches!(r.oom_adj, Some(-1000) | Some(-17)));
-                    let why = if immune {
-                        "OOM-immune (oom_score_adj -1000 / oom_adj -17)".to_string()
-                    } else if u == 0 && Some(u) != uid && root_bonus {
-                        format!(
-                            "root-owned: before 4.17 oom_badness() discounts CAP_SYS_ADMIN tasks (3% on RHEL 6 / 2.6.36+, /4 on vanilla 2.6.32), and these are small (max rss {max_rss} pages{}), so uid {}'s copies always scored higher",
-                            if victim_rss > 0 { format!(" vs victims' {victim_rss}") } else { String::new() },
-                            uid.map_or("?".to_string(), |x| x.to_string())
-                        )
-                    } else if victim_rss > 0 && max_rss < victim_rss {
-                        format!("lower badness: max rss {max_rss} pages vs victims' {victim_rss}")
-                    } else {
-                        "not chosen (the log gives no reason)".to_string()
-                    };
-                    Spared {
-                        uid: u,
-                        count: rs.len(),
-                        pids: rs.iter().take(MAX_PIDS_LISTED).map(|r| r.pid).collect(),
-                        max_rss_pages: max_rss,
-                        why,
-                    }
-                })
-                .collect();
-            let g = VictimGroup {
-                name: name.clone(),
-                uid,
-                memcg: memcg.clone(),
-                kills: a.kills,
-                distinct_pids: a.distinct.len() as u64,
-                respawned_kills: a.respawned,
-                in_table_kills: a.in_table,
-                unknown_kills: a.unknown,
-                first_time: a.first.and_then(|f| f.1),
-                last_time: a.last.and_then(|l| l.1),
-                span_s: span,
-                kills_per_s: rate,
-                pids: a.pids,
-                likely_master: master,
-                spared,
-                is_loop,
-            };
-            if is_loop {
-                let who = format!(
-                    "{}{}{}",
-                    g.name,
-                    g.uid.map_or(String::new(), |u| format!(" (uid {u})")),
-                    g.memcg
-                        .as_ref()
-                        .map_or(String::new(), |m| format!(" in {m}"))
-                );
-                let rate_s = match (g.span_s, g.kills_per_s) {
-                    (Some(s), Some(r)) => format!(" in {s:.0} s (~{r}/s)"),
-                    _ => String::new(),
-                };
-                let master_s = g.likely_master.as_ref().map_or(
-                    "; no never-killed parent of that name and uid in the task tables".to_string(),
-                    |m| format!("; likely master pid {} (same name and uid, never killed, rss {} pages)", m.pid, m.rss_pages),
-                );
-                let summary = if confirmed {
-                    format!(
-                        "kill/respawn loop: {who}: {} kills, {} of them respawned (born during the OOM episode: not in its first task table, newer pids){rate_s}{master_s}",
-                        g.kills, g.respawned_kills
-                    )
-                } else {
-                    format!(
-                        "suspected kill/respawn loop: {who}: {} kills of {} distinct pids{rate_s}, no task table to confirm respawns{master_s}",
-                        g.kills, g.distinct_pids
-                    )
-                };
-                loops.push(LoopFinding {
-                    name: g.name.clone(),
-                    uid: g.uid,
-                    memcg: g.memcg.clone(),
-                    confirmed,
-                    kills: g.kills,
-                    respawned_kills: g.respawned_kills,
-                    kills_per_s: g.kills_per_s,
-                    span_s: g.span_s,
-                    likely_master: g.likely_master.as_ref().map(|m| m.pid),
-                    summary,
-                });
-            }
-            groups.push(g);
-        }
-        groups.sort_by(|a, b| b.kills.cmp(&a.kills).then(a.name.cmp(&b.name)));
-        loops.sort_by(|a, b| {
-            b.confirmed
-                .cmp(&a.confirmed)
-                .then(b.respawned_kills.cmp(&a.respawned_kills))
-                .then(b.kills.cmp(&a.kills))
-        });
-        (groups, loops)
-    }
-}
-
-/// The largest circular gap between used pids: (newest, oldest, pid_max).
-/// Pids are handed out upwards and wrap at pid_max, so the newest process is
-/// the one just before the largest gap. `small_pid_max`: the kernel predates
-/// systemd's pid_max=4194304 (2.6/3.x/4.x formats), so pids wrap at 32768.
-fn largest_gap(pids: impl Iterator<Item = u32>, small_pid_max: bool) -> Option<(u32, u32, u64)> {
-    let mut v: Vec<u32> = pids.collect();
-    v.sort_unstable();
-    let (&first, &last) = (v.first()?, v.last()?);
-    let pid_max: u64 = if last < 32_768 && small_pid_max {
-        32_768
-    } else if last < 4_194_304 {
-        4_194_304
-    } else {
-        u64::from(u32::MAX) + 1
-    };
-    let mut best = (last, first, pid_max - u64::from(last) + u64::from(first));
-    for w in v.windows(2) {
-        if let [a, b] = w {
-            let g = u64::from(*b - *a);
-            if g > best.2 {
-                best = (*a, *b, g);
-            }
-        }
-    }
-    Some((best.0, best.1, pid_max))
-}
-
-/// Is `pid` strictly between `newest` and `oldest`, going upwards and
-/// wrapping at `pid_max`?
-fn in_gap(pid: u32, newest: u32, oldest: u32, pid_max: u64) -> bool {
-    let (p, n, o) = (u64::from(pid), u64::from(newest), u64::from(oldest));
-    let d_pid = (p + pid_max - n) % pid_max;
-    let d_old = (o + pid_max - n) % pid_max;
-    let d_old = if d_old == 0 { pid_max } else { d_old };
-    d_pid > 0 && d_pid < d_old
-}
-
-impl LineSink for Builder {
-    fn line(&mut self, line: &[u8], offset: u64) {
-        self.seq += 1;
-        self.ctx_offset = offset;
-        if let Some(i) = self.inputs.last_mut() {
-            i.lines_examined += 1;
-        }
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let text = String::from_utf8_lossy(line);
-        if memchr::memmem::find(text.as_bytes(), b"#012").is_some() {
-            // rsyslog escaped the kernel's embedded newlines.
-            let mut parts = text.split("#012");
-            if let Some(first) = parts.next() {
-                self.handle_text(first);
-            }
-            for p in parts {
-                let p = p.replace("#011", " ");
-                self.handle_msg(kernel::split_prefix(&p).msg);
-            }
-            return;
-        }
-        self.handle_text(&text);
-    }
-
-    fn wants_every_line(&self) -> bool {
-        self.context_left > 0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gap_and_wrap() {
-        let set: HashSet<u32> = [29640, 29645, 30747, 8353, 8357].into_iter().collect();
-        let (n, o, m) = largest_gap(set.iter().copied(), true).unwrap();
-        assert_eq!((n, o, m), (8357, 29640, 32768));
-        assert!(in_gap(8358, n, o, m));
-        assert!(!in_gap(8357, n, o, m));
-        assert!(!in_gap(30000, n, o, m));
-        // a modern system: no wrap, the newest is the highest pid
-        let set: HashSet<u32> = [1, 800, 5000, 25000, 25010].into_iter().collect();
-        let (n, _, m) = largest_gap(set.iter().copied(), false).unwrap();
-        assert_eq!((n, m), (25010, 4_194_304));
-        let set: HashSet<u32> = [100, 200].into_iter().collect();
-        let (n, o, m) = largest_gap(set.iter().copied(), true).unwrap();
-        assert_eq!((n, o), (200, 100));
-        assert!(in_gap(201, n, o, m));
-        assert!(in_gap(5, n, o, m));
-        assert!(!in_gap(150, n, o, m));
-    }
-
-    #[test]
-    fn wall_clocks() {
-        let a = parse_wall("Jan 18 09:50:59").unwrap();
-        let b = parse_wall("Jan 18 09:51:00").unwrap();
-        assert!(a.coarse && b.t - a.t == 1.0 && a.clock == Clock::WallNoYear);
-        let c = parse_wall("Thu Dec  7 00:05:15 2017").unwrap();
-        let d = parse_wall("2017-12-07T00:05:16+0100").unwrap();
-        assert_eq!(c.clock, Clock::WallYear);
-        assert_eq!(d.t - c.t, 1.0);
-        assert!(parse_wall("2017-12-07T00:05:16.5Z").is_some_and(|w| !w.coarse));
     }
 }

@@ -1,15 +1,158 @@
-//! The human report: a few summary lines first, details after.
+//! Every English sentence of `oomlab analyze`: the human report (a few
+//! summary lines first, details after), and the sentences that `--json`
+//! shows for the model's typed facts ([`LoopFinding`]'s `summary`,
+//! [`SpareReason`] as `why`, [`Reaper`], [`Note`]).
 
-use std::fmt::Write;
+use std::fmt::{self, Display, Write};
 
+use serde::{Serialize, Serializer};
+
+use super::model::{How, LoopFinding, Note, Reaper, SpareReason};
 use super::{Analysis, Incident, Victim};
+
+impl Display for SpareReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpareReason::Immune => write!(f, "OOM-immune (oom_score_adj -1000 / oom_adj -17)"),
+            SpareReason::RootDiscount {
+                max_rss_pages,
+                victims_rss_pages,
+                victims_uid,
+            } => write!(
+                f,
+                "root-owned: before 4.17 oom_badness() discounts CAP_SYS_ADMIN tasks (3% on RHEL 6 / 2.6.36+, /4 on vanilla 2.6.32), and these are small (max rss {max_rss_pages} pages{}), so uid {}'s copies always scored higher",
+                victims_rss_pages.map_or(String::new(), |v| format!(" vs victims' {v}")),
+                victims_uid.map_or("?".to_string(), |x| x.to_string())
+            ),
+            SpareReason::LowerBadness {
+                max_rss_pages,
+                victims_rss_pages,
+            } => write!(
+                f,
+                "lower badness: max rss {max_rss_pages} pages vs victims' {victims_rss_pages}"
+            ),
+            SpareReason::Unknown => write!(f, "not chosen (the log gives no reason)"),
+        }
+    }
+}
+
+impl Display for Reaper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reaper::Reaped {
+                anon_rss_kb: Some(kb),
+            } => write!(f, "reaped (anon-rss now {kb} kB)"),
+            Reaper::Reaped { anon_rss_kb: None } => write!(f, "reaped"),
+            Reaper::Unable => write!(f, "unable to reap"),
+        }
+    }
+}
+
+impl Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::KillsNotClassified { count, kept } => write!(
+                f,
+                "{count} kills past the first {kept} were counted but not classified"
+            ),
+            Note::RowsNotKept { count, kept } => write!(
+                f,
+                "{count} task-table rows past the first {kept} were not kept"
+            ),
+            Note::NoTaskTable => write!(
+                f,
+                "no task table in the log (ratelimited, vm.oom_dump_tasks=0 or filtered out): respawns cannot be confirmed"
+            ),
+            Note::SelectionsWithoutKill { count } => write!(
+                f,
+                "{count} selection line(s) without a `Killed process` line (log cut, elided or the victim was already exiting)"
+            ),
+        }
+    }
+}
+
+/// A loop finding's summary sentence.
+impl Display for LoopFinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let who = format!(
+            "{}{}{}",
+            self.name,
+            self.uid.map_or(String::new(), |u| format!(" (uid {u})")),
+            self.memcg
+                .as_ref()
+                .map_or(String::new(), |m| format!(" in {m}"))
+        );
+        let rate_s = match (self.span_s, self.kills_per_s) {
+            (Some(s), Some(r)) => format!(" in {s:.0} s (~{r}/s)"),
+            _ => String::new(),
+        };
+        let master_s = match (self.likely_master, self.likely_master_rss_pages) {
+            (Some(pid), Some(rss)) => format!(
+                "; likely master pid {pid} (same name and uid, never killed, rss {rss} pages)"
+            ),
+            _ => "; no never-killed parent of that name and uid in the task tables".to_string(),
+        };
+        if self.confirmed {
+            write!(
+                f,
+                "kill/respawn loop: {who}: {} kills, {} of them respawned (born during the OOM episode: not in its first task table, newer pids){rate_s}{master_s}",
+                self.kills, self.respawned_kills
+            )
+        } else {
+            write!(
+                f,
+                "suspected kill/respawn loop: {who}: {} kills of {} distinct pids{rate_s}, no task table to confirm respawns{master_s}",
+                self.kills, self.distinct_pids
+            )
+        }
+    }
+}
+
+/// `--json` shows these typed facts as their sentences.
+macro_rules! serialize_as_sentence {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+serialize_as_sentence!(SpareReason, Reaper, Note);
+
+/// A loop finding in `--json`: its facts, then its summary sentence.
+#[derive(Serialize)]
+struct LoopJson<'a> {
+    #[serde(flatten)]
+    facts: &'a LoopFinding,
+    summary: String,
+}
+
+/// `--json`'s `loops` (see [`LoopJson`]).
+pub(super) fn serialize_loops<S: Serializer>(
+    loops: &[LoopFinding],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(loops.iter().map(|l| LoopJson {
+        facts: l,
+        summary: l.to_string(),
+    }))
+}
+
+fn how(h: How) -> &'static str {
+    match h {
+        How::Killed => "killed",
+        How::SharingMemory => "sharing memory",
+        How::OomGroup => "oom group",
+    }
+}
 
 fn opt<T: std::fmt::Display>(label: &str, v: Option<T>) -> String {
     v.map_or(String::new(), |v| format!(" {label}{v}"))
 }
 
 fn victim_line(v: &Victim) -> String {
-    let mut s = format!("{} {} ({})", v.how.replace('_', " "), v.pid, v.name);
+    let mut s = format!("{} {} ({})", how(v.how), v.pid, v.name);
     s += &opt("uid ", v.uid);
     s += &opt("score ", v.score);
     s += &opt("total-vm ", v.total_vm_kb.map(|x| format!("{x}kB")));
@@ -107,14 +250,14 @@ pub fn render_human(a: &Analysis) -> String {
         let _ = writeln!(out, "No kill/respawn loop found.");
     }
     for l in &a.loops {
-        let _ = writeln!(out, "LOOP: {}", l.summary);
+        let _ = writeln!(out, "LOOP: {l}");
     }
     for g in a.groups.iter().filter(|g| g.is_loop) {
         for s in &g.spared {
             let _ = writeln!(
                 out,
                 "  spared: {} {} process(es) of uid {} never chosen: {}",
-                s.count, g.name, s.uid, s.why
+                s.count, g.name, s.uid, s.reason
             );
         }
     }
@@ -136,7 +279,7 @@ pub fn render_human(a: &Analysis) -> String {
             None => "; no panic".to_string(),
         }
     );
-    if let Some(e) = &a.era {
+    if let Some(e) = super::era::labels(&a.eras) {
         let _ = writeln!(out, "Kernel era (from formats): {e}");
     }
     for n in &a.notes {
@@ -202,4 +345,45 @@ pub fn render_human(a: &Analysis) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json<T: Serialize>(v: &T) -> String {
+        serde_json::to_string(v).expect("serializable")
+    }
+
+    #[test]
+    fn typed_facts_serialize_as_their_sentences() {
+        assert_eq!(
+            json(&Note::KillsNotClassified {
+                count: 5,
+                kept: 100_000
+            }),
+            "\"5 kills past the first 100000 were counted but not classified\""
+        );
+        assert_eq!(
+            json(&Note::RowsNotKept {
+                count: 7,
+                kept: 150_000
+            }),
+            "\"7 task-table rows past the first 150000 were not kept\""
+        );
+        assert_eq!(
+            json(&Reaper::Reaped {
+                anon_rss_kb: Some(0)
+            }),
+            "\"reaped (anon-rss now 0 kB)\""
+        );
+        assert_eq!(json(&Reaper::Unable), "\"unable to reap\"");
+        assert_eq!(
+            json(&SpareReason::LowerBadness {
+                max_rss_pages: 10,
+                victims_rss_pages: 20
+            }),
+            "\"lower badness: max rss 10 pages vs victims' 20\""
+        );
+    }
 }

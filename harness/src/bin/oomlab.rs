@@ -1,21 +1,66 @@
 //! `oomlab`: the command line. anyhow lives here only; the library speaks
 //! in typed errors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use oomlab::events::kernel::KernelEvent;
 use oomlab::experiment::{self, ExperimentError, Progress, RunOptions, StageDone};
+use oomlab::image::ImageError;
+use oomlab::matrix::{MatrixEvent, RunResult};
 use oomlab::scenario::{Accel, Scenario};
+use oomlab::text::{printable, printable_lines};
 use oomlab::vm::Output;
 use tokio::sync::watch;
 
-/// Exit codes shared by every subcommand.
-mod code {
-    pub const MISMATCH: u8 = 1;
-    pub const BAD_INPUT: u8 = 2;
-    pub const CANNOT_RUN: u8 = 3;
+/// Exit statuses shared by every subcommand: the one place they become
+/// numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// 0: as expected (`run`), no loop found (`analyze`), valid (`check`).
+    Success,
+    /// 1: a verdict other than the expected one (`run`), a loop found
+    /// (`analyze`).
+    Mismatch,
+    /// 2: bad input: a scenario, a kernel or a log that cannot be used.
+    BadInput,
+    /// 3: the run could not happen (QEMU, disk, evidence lost, a busy
+    /// output folder).
+    CannotRun,
+    /// 128+N: interrupted by signal N (the shell's convention).
+    Signal(i32),
+    /// 125 (`run --bisect`): this kernel cannot be tested (no boot, an
+    /// inconclusive window, a mitigation it cannot apply, a run that could
+    /// not happen): `git bisect run` skips the commit.
+    Untestable,
+    /// 128 (`run --bisect`): the scenario itself is unusable; `git bisect
+    /// run` stops instead of marking commits.
+    Abort,
+}
+
+impl Exit {
+    fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Mismatch => 1,
+            Exit::BadInput => 2,
+            Exit::CannotRun => 3,
+            Exit::Untestable => 125,
+            Exit::Abort => 128,
+            // Signal numbers are 1..=64 on Linux; 128+N must fit a byte.
+            Exit::Signal(n) => match u8::try_from(n) {
+                Ok(n @ 1..=127) => 128 + n,
+                _ => 3,
+            },
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e.code())
+    }
 }
 
 #[derive(Parser)]
@@ -34,6 +79,16 @@ enum AccelArg {
     Auto,
     Kvm,
     Tcg,
+}
+
+impl AccelArg {
+    fn to_accel(self) -> Accel {
+        match self {
+            AccelArg::Auto => Accel::Auto,
+            AccelArg::Kvm => Accel::Kvm,
+            AccelArg::Tcg => Accel::Tcg,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -65,6 +120,12 @@ enum Cmd {
         /// Print every kernel console line.
         #[arg(short, long)]
         verbose: bool,
+        /// For `git bisect run`: exit 0 when the verdict is the expected
+        /// one, 1 when it differs, 125 when this kernel cannot be tested
+        /// (boot failure, inconclusive, n/a, a run that could not happen),
+        /// 128 when the scenario itself is unusable (bisect stops).
+        #[arg(long)]
+        bisect: bool,
     },
     /// Diagnose OOM kills and kill/respawn loops in real logs of any kernel
     /// era: dmesg, dmesg -T, syslog, journalctl (short*, -o json), .gz
@@ -81,6 +142,47 @@ enum Cmd {
         /// Kills of re-forked processes in one group needed to call a loop.
         #[arg(long, default_value_t = 2)]
         min_respawned_kills: usize,
+    },
+    /// Every scenario on every kernel, side by side: verdicts across
+    /// repeats (unstable cells marked), what each mitigation cost, and one
+    /// HTML report with a timeline per run. Exit 0 when every cell is
+    /// stable and as expected, 1 when not, 2 for bad input, 3 when a run
+    /// could not happen, 128+N when interrupted.
+    Matrix {
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// Run every scenario on this kernel (repeatable; default: each
+        /// scenario's own).
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// Guests at once (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Runs per cell; a cell whose verdicts differ is unstable.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// Folder for the runs and the summaries (summary.json,
+        /// summary.md, report.html).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum)]
+        accel: Option<AccelArg>,
+        /// Probe KVM again instead of trusting the cached answer.
+        #[arg(long)]
+        reprobe: bool,
+        /// Only shard I of N (e.g. `1/2`): the cells are dealt out
+        /// deterministically; `oomlab merge` joins the shards' folders.
+        #[arg(long, value_parser = oomlab::matrix::parse_shard)]
+        shard: Option<(usize, usize)>,
+    },
+    /// Join the folders of sharded matrices (`oomlab matrix --shard I/N`)
+    /// into one: the runs copied in, one summary, one table, one report,
+    /// JUnit, KTAP and KCIDB over all cells. Exit codes as `matrix`.
+    Merge {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Validate scenario files without running them.
     Check {
@@ -109,15 +211,37 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("oomlab: cannot start the async runtime: {e}");
-            return ExitCode::from(code::CANNOT_RUN);
+            return Exit::CannotRun.into();
         }
     };
     // Current-thread runtime: QEMU is spawned from the main thread, so its
     // PR_SET_PDEATHSIG fires exactly when this process dies.
-    rt.block_on(async {
+    let exit = rt.block_on(async {
         match cli.cmd {
             Cmd::Check { scenarios } => check(&scenarios),
             Cmd::Kernels { fetch, all } => kernels(fetch.as_deref(), all),
+            Cmd::Merge { inputs, out } => merge(&inputs, &out),
+            Cmd::Matrix {
+                scenarios,
+                kernels,
+                jobs,
+                repeat,
+                out,
+                accel,
+                reprobe,
+                shard,
+            } => {
+                let opts = oomlab::matrix::MatrixOptions {
+                    kernels,
+                    jobs: jobs.unwrap_or_else(oomlab::matrix::default_jobs),
+                    repeat,
+                    out,
+                    accel: accel.map(AccelArg::to_accel),
+                    reprobe,
+                    shard,
+                };
+                matrix(&scenarios, opts).await
+            }
             Cmd::Analyze {
                 inputs,
                 json,
@@ -139,24 +263,26 @@ fn main() -> ExitCode {
                 kernel,
                 reprobe,
                 verbose,
+                bisect,
             } => {
                 let opts = RunOptions {
-                    accel: accel.map(|a| match a {
-                        AccelArg::Auto => Accel::Auto,
-                        AccelArg::Kvm => Accel::Kvm,
-                        AccelArg::Tcg => Accel::Tcg,
-                    }),
+                    accel: accel.map(AccelArg::to_accel),
                     kernel,
                     out_dir: None,
                     reprobe,
                 };
-                run(&scenarios, json, out, opts, verbose).await
+                if bisect {
+                    bisect_run(&scenarios, out, opts, verbose).await
+                } else {
+                    run(&scenarios, json, out, opts, verbose).await
+                }
             }
         }
-    })
+    });
+    exit.into()
 }
 
-fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOptions) -> ExitCode {
+fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOptions) -> Exit {
     match oomlab::analyze::analyze_paths(inputs, opts) {
         Ok(a) => {
             if json {
@@ -164,41 +290,63 @@ fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOption
                     Ok(s) => println!("{s}"),
                     Err(e) => {
                         eprintln!("oomlab: cannot encode the analysis: {e}");
-                        return ExitCode::from(code::BAD_INPUT);
+                        return Exit::BadInput;
                     }
                 }
             } else {
                 print!("{}", oomlab::analyze::render_human(&a));
             }
-            ExitCode::from(oomlab::analyze::exit_code(&a) as u8)
+            match oomlab::analyze::exit_code(&a) {
+                0 => Exit::Success,
+                1 => Exit::Mismatch,
+                other => {
+                    eprintln!("oomlab: analyze gave an unknown status {other}");
+                    Exit::CannotRun
+                }
+            }
         }
         Err(e) => {
-            eprintln!("oomlab: {e}");
-            ExitCode::from(code::BAD_INPUT)
+            eprintln!("oomlab: {}", printable(&e.to_string()));
+            Exit::BadInput
         }
     }
 }
 
-/// Load and fully validate one scenario file, kernel spec included
-/// (`kernel` overrides the file's `vm.kernel`, as `run --kernel` does).
-fn load_checked(path: &PathBuf, kernel: Option<&str>) -> Result<Scenario, String> {
-    let mut s = Scenario::load(path).map_err(|e| e.to_string())?;
-    if let Some(k) = kernel {
-        s.vm.kernel = k.to_string();
-    }
-    let cat = oomlab::image::kernel::catalogue().map_err(|e| e.to_string())?;
+/// Load and fully validate one scenario file (read once), kernel included:
+/// `kernel` (`run --kernel`) replaces the file's `vm.kernel` and is checked
+/// in its place. Errors are ready to print.
+fn load_checked(path: &Path, kernel: Option<&str>) -> Result<Scenario, String> {
+    // Messages quote input; a 256 KiB value need not be shown whole.
+    let shown = |e: &dyn std::fmt::Display| {
+        printable(&oomlab::text::clip(&e.to_string(), 2000)).into_owned()
+    };
+    let file = Scenario::load_file(path).map_err(|e| shown(&e))?;
+    let mut s = file.scenario;
+    let cat = oomlab::image::kernel::catalogue().map_err(|e| shown(&e))?;
     let known: Vec<&str> = cat.kernels.iter().map(|k| k.name.as_str()).collect();
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    s.check_kernel(path, &text, &known)
-        .map_err(|e| e.to_string())?;
+    match kernel {
+        Some(k) => {
+            if let Some(why) = oomlab::scenario::kernel_problem(k, &known) {
+                return Err(format!("--kernel: {}", printable(&why)));
+            }
+            s.vm.kernel = k.to_string();
+        }
+        None => s
+            .check_kernel(path, &file.text, &known)
+            .map_err(|e| shown(&e))?,
+    }
     Ok(s)
 }
 
-fn check(paths: &[PathBuf]) -> ExitCode {
+fn check(paths: &[PathBuf]) -> Exit {
     let mut bad = false;
     for p in paths {
         match load_checked(p, None) {
-            Ok(s) => println!("{}: ok ({})", p.display(), s.name),
+            Ok(s) => println!(
+                "{}: ok ({})",
+                printable(&p.display().to_string()),
+                printable(&s.name)
+            ),
             Err(e) => {
                 eprintln!("oomlab: {e}");
                 bad = true;
@@ -206,21 +354,21 @@ fn check(paths: &[PathBuf]) -> ExitCode {
         }
     }
     if bad {
-        ExitCode::from(code::BAD_INPUT)
+        Exit::BadInput
     } else {
-        ExitCode::SUCCESS
+        Exit::Success
     }
 }
 
 /// `oomlab kernels`: the catalogue, one line per kernel, with what the
 /// cache holds; fetching first when asked.
-fn kernels(fetch: Option<&str>, all: bool) -> ExitCode {
+fn kernels(fetch: Option<&str>, all: bool) -> Exit {
     use oomlab::image::kernel::{self, CacheState};
     let cat = match kernel::catalogue() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("oomlab: {e}");
-            return ExitCode::from(code::CANNOT_RUN);
+            return Exit::CannotRun;
         }
     };
     let wanted: Vec<&str> = match (fetch, all) {
@@ -229,7 +377,7 @@ fn kernels(fetch: Option<&str>, all: bool) -> ExitCode {
                 "oomlab: unknown kernel `{n}`: the catalogue has {}",
                 cat.names()
             );
-            return ExitCode::from(code::BAD_INPUT);
+            return Exit::BadInput;
         }
         (Some(n), _) => vec![n],
         (None, true) => cat.kernels.iter().map(|k| k.name.as_str()).collect(),
@@ -275,7 +423,7 @@ fn kernels(fetch: Option<&str>, all: bool) -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("oomlab: {e}");
-                return ExitCode::from(code::CANNOT_RUN);
+                return Exit::CannotRun;
             }
         };
         let mut cached = match state {
@@ -296,9 +444,9 @@ fn kernels(fetch: Option<&str>, all: bool) -> ExitCode {
         println!("{name:<36} {:<28} {cached:<22} {}", k.release, k.origin());
     }
     if failed {
-        ExitCode::from(code::CANNOT_RUN)
+        Exit::CannotRun
     } else {
-        ExitCode::SUCCESS
+        Exit::Success
     }
 }
 
@@ -326,13 +474,14 @@ fn install_signals() -> watch::Receiver<Option<i32>> {
             _ = term.recv() => {}
         }
         eprintln!("oomlab: second signal, exiting now");
-        std::process::exit(128 + sig);
+        std::process::exit(i32::from(Exit::Signal(sig).code()));
     });
     rx
 }
 
 /// Progress on stderr: every stage's end, the first kills, panics; the
-/// console itself with `--verbose`.
+/// console itself with `--verbose`. What the guest, the kernel image or the
+/// scenario wrote is escaped ([`printable`]).
 fn show(p: Progress, verbose: bool, kills: &mut usize) {
     match p {
         Progress::Start(stage) => {
@@ -346,19 +495,21 @@ fn show(p: Progress, verbose: bool, kills: &mut usize) {
                 release,
                 pinned,
             } => eprintln!(
-                "oomlab: kernel {release} ({name}{})",
+                "oomlab: kernel {} ({}{})",
+                printable(&release),
+                printable(&name),
                 if pinned { ", pinned" } else { ", NOT pinned" }
             ),
             StageDone::Payload { path } => {
                 if verbose {
-                    eprintln!("oomlab: payload {}", path.display());
+                    eprintln!("oomlab: payload {}", printable(&path.display().to_string()));
                 }
             }
             StageDone::Probe(d) => eprintln!(
                 "oomlab: accelerator {}{}: {}",
                 d.used.as_str().to_uppercase(),
                 if d.cached { " (cached probe)" } else { "" },
-                d.reason
+                printable(&d.reason)
             ),
             StageDone::Image { bytes } => {
                 if verbose {
@@ -366,7 +517,9 @@ fn show(p: Progress, verbose: bool, kills: &mut usize) {
                 }
             }
             StageDone::Boot { boot_s } => eprintln!("oomlab: payload ready after {boot_s:.2} s"),
-            StageDone::Observe(why) => eprintln!("oomlab: stopping: {why}"),
+            StageDone::Observe(why) => {
+                eprintln!("oomlab: stopping: {}", printable(&why.to_string()))
+            }
             StageDone::Judge { verdict, .. } => {
                 if verbose {
                     eprintln!("oomlab: verdict {verdict}");
@@ -381,17 +534,21 @@ fn show(p: Progress, verbose: bool, kills: &mut usize) {
             }
             Output::Console(line) => {
                 if verbose {
-                    eprintln!("  | {line}");
+                    eprintln!("  | {}", printable(&line));
                 }
             }
             Output::Kernel(KernelEvent::Killed(k)) => {
                 *kills += 1;
                 if *kills == 1 || kills.is_power_of_two() {
-                    eprintln!("oomlab: OOM kill #{kills}: pid {} ({})", k.pid, k.name);
+                    eprintln!(
+                        "oomlab: OOM kill #{kills}: pid {} ({})",
+                        k.pid,
+                        printable(&k.name)
+                    );
                 }
             }
             Output::Kernel(KernelEvent::Panic { reason }) => {
-                eprintln!("oomlab: kernel panic: {reason}")
+                eprintln!("oomlab: kernel panic: {}", printable(&reason))
             }
             // Other kernel events and telemetry are in the logs and the
             // report; the terminal shows kills and panics only.
@@ -402,13 +559,132 @@ fn show(p: Progress, verbose: bool, kills: &mut usize) {
     }
 }
 
+/// How a run that produced no report ends: what to say, and the status.
+fn run_error(name: &str, e: &ExperimentError) -> Exit {
+    let name = printable(name);
+    match e {
+        ExperimentError::Interrupted(sig) => {
+            eprintln!("oomlab: interrupted by signal {sig}; QEMU stopped, temp files removed");
+            Exit::Signal(*sig)
+        }
+        ExperimentError::LostEvidence { errors, report } => {
+            if let Some(r) = report.as_ref() {
+                print!("{}", oomlab::report::render_terminal(r));
+            }
+            eprintln!(
+                "oomlab: {name}: EVIDENCE INCOMPLETE, no verdict is claimed: {}",
+                printable(&errors.join("; "))
+            );
+            Exit::CannotRun
+        }
+        // The kernel file was checked before the run; one that changed
+        // since is still the user's input.
+        ExperimentError::Image(ImageError::NotBootImage { .. }) => {
+            eprintln!("oomlab: {name}: {}", printable(&e.to_string()));
+            Exit::BadInput
+        }
+        // QemuFailed (QEMU ended before the guest printed a line) carries
+        // QEMU's own stderr: kept as lines, escaped.
+        e => {
+            eprintln!(
+                "oomlab: {name}: cannot run: {}",
+                printable_lines(&e.to_string())
+            );
+            Exit::CannotRun
+        }
+    }
+}
+
+/// `oomlab run --bisect`: one scenario, its verdict mapped onto the codes
+/// `git bisect run` understands.
+async fn bisect_run(
+    paths: &[PathBuf],
+    out: Option<PathBuf>,
+    mut opts: RunOptions,
+    verbose: bool,
+) -> Exit {
+    let [path] = paths else {
+        eprintln!("oomlab: --bisect takes exactly one scenario");
+        return Exit::Abort;
+    };
+    // A kernel that is not a boot image (the commit's build failed) is a
+    // commit to skip; a broken scenario stops the bisection.
+    let s = match load_checked(path, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("oomlab: {e}");
+            return Exit::Abort;
+        }
+    };
+    if s.expect.is_none() && s.expect_kernels.is_empty() {
+        eprintln!("oomlab: --bisect needs the scenario's `expect:` (the verdict of a good commit)");
+        return Exit::Abort;
+    }
+    if let Some(k) = &opts.kernel {
+        if let Err(e) = load_checked(path, Some(k)) {
+            eprintln!("oomlab: {e}; skipping this commit");
+            return Exit::Untestable;
+        }
+    }
+    opts.out_dir = out;
+    let cancel = install_signals();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        let mut kills = 0;
+        while let Some(p) = rx.recv().await {
+            show(p, verbose, &mut kills);
+        }
+    });
+    let result = experiment::run_scenario(&s, &opts, Some(tx), cancel).await;
+    let _ = printer.await;
+    match result {
+        Ok(report) => {
+            print!("{}", oomlab::report::render_terminal(&report));
+            let exit = bisect_exit(report.verdict, report.expected);
+            eprintln!(
+                "oomlab: bisect: {} ({})",
+                match exit {
+                    Exit::Success => "good",
+                    Exit::Mismatch => "bad",
+                    _ => "skip",
+                },
+                report.verdict
+            );
+            exit
+        }
+        Err(ExperimentError::Interrupted(sig)) => Exit::Signal(sig),
+        Err(e) => {
+            eprintln!(
+                "oomlab: {}: cannot run: {}; skipping this commit",
+                printable(&s.name),
+                printable(&e.to_string())
+            );
+            Exit::Untestable
+        }
+    }
+}
+
+/// good (0), bad (1) or skip (125) for one verdict.
+fn bisect_exit(
+    verdict: oomlab::verdict::Verdict,
+    expected: Option<oomlab::verdict::Verdict>,
+) -> Exit {
+    use oomlab::verdict::Verdict;
+    match verdict {
+        Verdict::BootFailure | Verdict::Inconclusive => Exit::Untestable,
+        Verdict::NotApplicable if expected != Some(Verdict::NotApplicable) => Exit::Untestable,
+        v if Some(v) == expected => Exit::Success,
+        _ => Exit::Mismatch,
+    }
+}
+
 async fn run(
     paths: &[PathBuf],
     json: Option<PathBuf>,
     out: Option<PathBuf>,
     mut opts: RunOptions,
     verbose: bool,
-) -> ExitCode {
+) -> Exit {
     // Validate every file before booting anything.
     let mut scenarios = Vec::new();
     for p in paths {
@@ -416,13 +692,13 @@ async fn run(
             Ok(s) => scenarios.push(s),
             Err(e) => {
                 eprintln!("oomlab: {e}");
-                return ExitCode::from(code::BAD_INPUT);
+                return Exit::BadInput;
             }
         }
     }
     let cancel = install_signals();
     let many = scenarios.len() > 1;
-    let mut worst = 0u8;
+    let mut mismatch = false;
     let mut used_names = std::collections::HashSet::new();
     for s in &scenarios {
         // Two runs of one scenario name in one call get distinct outputs.
@@ -447,7 +723,11 @@ async fn run(
                 show(p, verbose, &mut kills);
             }
         });
-        eprintln!("oomlab: running {} ({})", s.name, s.description);
+        eprintln!(
+            "oomlab: running {} ({})",
+            printable(&s.name),
+            printable(&s.description)
+        );
         let result = experiment::run_scenario(s, &opts, Some(tx), cancel.clone()).await;
         let _ = printer.await;
         match result {
@@ -460,34 +740,210 @@ async fn run(
                         j.clone()
                     };
                     if let Err(e) = oomlab::report::write_json(&path, &report) {
-                        eprintln!("oomlab: cannot write {}: {e}", path.display());
-                        return ExitCode::from(code::CANNOT_RUN);
+                        eprintln!(
+                            "oomlab: cannot write {}: {e}",
+                            printable(&path.display().to_string())
+                        );
+                        return Exit::CannotRun;
                     }
                 }
-                if !report.matches {
-                    worst = worst.max(code::MISMATCH);
+                mismatch |= !report.matches;
+            }
+            Err(e) => return run_error(&s.name, &e),
+        }
+    }
+    if mismatch {
+        Exit::Mismatch
+    } else {
+        Exit::Success
+    }
+}
+
+/// Progress of a matrix: a bar on a terminal, plain lines otherwise.
+struct MatrixUi {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    done: usize,
+}
+
+impl MatrixUi {
+    fn say(&self, line: String) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn show(&mut self, e: MatrixEvent) {
+        match e {
+            MatrixEvent::Planned { runs, cells } => {
+                self.total = runs;
+                if let Some(b) = &self.bar {
+                    b.set_length(runs as u64);
+                }
+                self.say(format!("oomlab: matrix of {cells} cell(s), {runs} run(s)"));
+            }
+            MatrixEvent::Prepared {
+                kernel,
+                release,
+                accel,
+            } => self.say(format!(
+                "oomlab: kernel {} ready ({}), {}",
+                kernel,
+                release,
+                accel.to_uppercase()
+            )),
+            MatrixEvent::Started {
+                scenario,
+                kernel,
+                repeat,
+                ..
+            } => {
+                if let Some(b) = &self.bar {
+                    b.set_message(format!("{scenario} on {kernel} #{repeat}"));
                 }
             }
-            Err(ExperimentError::Interrupted(sig)) => {
-                eprintln!("oomlab: interrupted by signal {sig}; QEMU stopped, temp files removed");
-                return ExitCode::from(128 + sig as u8);
-            }
-            Err(ExperimentError::LostEvidence { errors, report }) => {
-                if let Some(r) = report.as_ref() {
-                    print!("{}", oomlab::report::render_terminal(r));
+            MatrixEvent::Finished { index, outcome } => {
+                self.done += 1;
+                if let Some(b) = &self.bar {
+                    b.set_position(self.done as u64);
                 }
-                eprintln!(
-                    "oomlab: {}: the run's evidence was not fully written: {}",
-                    s.name,
-                    errors.join("; ")
-                );
-                return ExitCode::from(code::CANNOT_RUN);
-            }
-            Err(e) => {
-                eprintln!("oomlab: {}: cannot run: {e}", s.name);
-                return ExitCode::from(code::CANNOT_RUN);
+                let what = match outcome {
+                    RunResult::Judged(r) => format!(
+                        "{} on {}: {}{}",
+                        r.scenario,
+                        r.kernel.name,
+                        r.verdict.as_str().to_uppercase(),
+                        r.evidence
+                            .kill_rate_per_s
+                            .map_or(String::new(), |k| format!(" ({k:.1} kills/s)"))
+                    ),
+                    RunResult::Failed(e) => format!("run {index}: could not run: {e}"),
+                };
+                self.say(format!("[{}/{}] {what}", self.done, self.total));
             }
         }
     }
-    ExitCode::from(worst)
+}
+
+/// A matrix's table on stdout, where its report is, and its exit code.
+fn show_summary(summary: &oomlab::matrix::MatrixSummary, out: &Path) -> Exit {
+    print!(
+        "{}",
+        printable_lines(&oomlab::matrix::summary::render_terminal(summary))
+    );
+    println!(
+        "report: {}",
+        printable(&out.join("report.html").display().to_string())
+    );
+    match summary.exit_code() {
+        0 => Exit::Success,
+        1 => Exit::Mismatch,
+        _ => Exit::CannotRun,
+    }
+}
+
+fn merge(inputs: &[PathBuf], out: &Path) -> Exit {
+    match oomlab::matrix::merge::merge(inputs, out) {
+        Ok(summary) => show_summary(&summary, out),
+        Err(e) => {
+            eprintln!("oomlab: merge: {}", printable(&e.to_string()));
+            Exit::BadInput
+        }
+    }
+}
+
+async fn matrix(paths: &[PathBuf], opts: oomlab::matrix::MatrixOptions) -> Exit {
+    let mut scenarios = Vec::new();
+    for p in paths {
+        match load_checked(p, None) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => {
+                eprintln!("oomlab: {e}");
+                return Exit::BadInput;
+            }
+        }
+    }
+    // Every --kernel must be usable before anything boots.
+    if let Ok(cat) = oomlab::image::kernel::catalogue() {
+        let known: Vec<&str> = cat.kernels.iter().map(|k| k.name.as_str()).collect();
+        for k in &opts.kernels {
+            if let Some(why) = oomlab::scenario::kernel_problem(k, &known) {
+                eprintln!("oomlab: --kernel: {}", printable(&why));
+                return Exit::BadInput;
+            }
+        }
+    }
+    let cancel = install_signals();
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs, {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        let mut ui = MatrixUi {
+            bar,
+            total: 0,
+            done: 0,
+        };
+        while let Some(e) = rx.recv().await {
+            ui.show(e);
+        }
+        if let Some(b) = ui.bar {
+            b.finish_and_clear();
+        }
+    });
+    let result = oomlab::matrix::run_matrix(&scenarios, &opts, Some(tx), cancel).await;
+    let _ = printer.await;
+    match result {
+        Ok(summary) => show_summary(&summary, &opts.out),
+        Err(oomlab::matrix::MatrixError::Interrupted(sig)) => {
+            eprintln!("oomlab: interrupted by signal {sig}; QEMU stopped, no summary written");
+            Exit::Signal(sig)
+        }
+        Err(e) => {
+            eprintln!("oomlab: matrix: {}", printable(&e.to_string()));
+            Exit::CannotRun
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bisect_exit, Exit};
+
+    #[test]
+    fn bisect_codes() {
+        use oomlab::verdict::Verdict as V;
+        assert_eq!(bisect_exit(V::Livelock, Some(V::Livelock)).code(), 0);
+        assert_eq!(bisect_exit(V::Recovered, Some(V::Livelock)).code(), 1);
+        assert_eq!(bisect_exit(V::Hang, Some(V::Livelock)).code(), 1);
+        for v in [V::BootFailure, V::Inconclusive, V::NotApplicable] {
+            assert_eq!(bisect_exit(v, Some(V::Livelock)).code(), 125);
+        }
+        assert_eq!(
+            bisect_exit(V::NotApplicable, Some(V::NotApplicable)).code(),
+            0
+        );
+        assert_eq!(Exit::Abort.code(), 128);
+    }
+
+    #[test]
+    fn every_exit_status_has_one_explicit_code() {
+        assert_eq!(Exit::Success.code(), 0);
+        assert_eq!(Exit::Mismatch.code(), 1);
+        assert_eq!(Exit::BadInput.code(), 2);
+        assert_eq!(Exit::CannotRun.code(), 3);
+        assert_eq!(Exit::Signal(libc::SIGINT).code(), 130);
+        assert_eq!(Exit::Signal(libc::SIGTERM).code(), 143);
+        assert_eq!(Exit::Signal(127).code(), 255);
+        // No wrap-around: numbers no signal has are "could not run".
+        for n in [0, -1, 128, 200, 256 + 2, i32::MAX, i32::MIN] {
+            assert_eq!(Exit::Signal(n).code(), 3, "{n}");
+        }
+    }
 }

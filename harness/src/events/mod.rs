@@ -2,5 +2,6 @@
 //! put on one guest-time line.
 
 pub mod kernel;
+pub mod prefix;
 pub mod telemetry;
 pub mod timeline;

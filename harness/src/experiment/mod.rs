@@ -99,6 +99,13 @@ pub enum ExperimentError {
     },
     #[error("interrupted by signal {0}")]
     Interrupted(i32),
+    /// Another run holds the output folder: two runs never write into one.
+    #[error(
+        "output folder {} is in use by another oomlab run{}; wait for it to end or choose another --out",
+        dir.display(),
+        pid.map_or_else(String::new, |p| format!(" (pid {p})"))
+    )]
+    OutDirBusy { dir: PathBuf, pid: Option<u32> },
     /// QEMU ended before the guest printed a single line: the run could
     /// not happen (bad QEMU, bad flags), it is not a guest failure.
     #[error("QEMU failed before the guest printed anything ({stop}){}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
@@ -204,8 +211,96 @@ async fn interruptible<T>(
     }
 }
 
-/// `base`, or `base-2`, `base-3`... whichever does not exist yet, so two
-/// runs never write into one folder.
+/// The lock file of an output folder; it holds the pid of the run that
+/// holds (or last held) the lock, and stays in the folder.
+pub const OUT_DIR_LOCK: &str = ".oomlab.lock";
+
+/// One run's claim on its output folder: an exclusive `flock` on
+/// [`OUT_DIR_LOCK`], held while this value lives. The kernel drops it when
+/// the process ends, however it ends, so a crashed run never leaves the
+/// folder locked.
+#[derive(Debug)]
+pub struct OutDirLock {
+    _file: std::fs::File,
+}
+
+impl OutDirLock {
+    /// Claim `dir` (which must exist), or say which run holds it.
+    pub fn acquire(dir: &Path) -> Result<OutDirLock, ExperimentError> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        let path = dir.join(OUT_DIR_LOCK);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(io(format!("open {}", path.display())))?;
+        // SAFETY: flock on a descriptor this function owns; no memory is
+        // shared with the kernel.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut text = String::new();
+                let _ = (&file).take(32).read_to_string(&mut text);
+                return Err(ExperimentError::OutDirBusy {
+                    dir: dir.to_path_buf(),
+                    pid: text.trim().parse().ok(),
+                });
+            }
+            return Err(ExperimentError::Io {
+                what: format!("lock {}", path.display()),
+                source: err,
+            });
+        }
+        let pid = format!("{}\n", std::process::id());
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(pid.as_bytes()))
+            .map_err(io(format!("write {}", path.display())))?;
+        Ok(OutDirLock { _file: file })
+    }
+}
+
+/// The files a run derives at its end. A run removes those of an earlier
+/// run in its folder first (the raw logs it truncates itself), so a folder
+/// never mixes two runs' files.
+const DERIVED_FILES: [&str; 2] = ["report.json", "timeline.jsonl"];
+
+/// Create a folder that did not exist: `base`, or `base-2`, `base-3`...,
+/// claimed with an atomic `mkdir`, so two runs started at once never share.
+pub fn claim_fresh_dir(base: &Path) -> std::io::Result<PathBuf> {
+    if let Some(parent) = base.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for i in 1u32..10_000 {
+        let candidate = if i == 1 {
+            base.to_path_buf()
+        } else {
+            base.with_file_name(format!("{name}-{i}"))
+        };
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "no free folder name after {} and 9999 others",
+        base.display()
+    )))
+}
+
+/// `base`, or `base-2`, `base-3`... whichever does not exist yet. Only a
+/// name: the run's [`OutDirLock`] is what keeps two runs apart.
 pub fn fresh_dir(base: &Path) -> PathBuf {
     if !base.exists() {
         return base.to_path_buf();
@@ -229,8 +324,11 @@ fn default_out_dir(name: &str) -> PathBuf {
 }
 
 /// What the kernel, payload and accelerator stages produced.
+#[derive(Debug, Clone)]
 pub struct Prepared {
     pub qemu: PathBuf,
+    /// First line of `qemu --version`, for the record.
+    pub qemu_version: String,
     pub kernel: KernelImage,
     pub payload: PathBuf,
     pub decision: AccelDecision,
@@ -285,8 +383,15 @@ pub async fn prepare(
     )
     .await?;
     say(Progress::Done(StageDone::Probe(decision.clone())));
+    let qemu_version = crate::vm::accel::qemu_version(&qemu)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
     Ok(Prepared {
         qemu,
+        qemu_version,
         kernel,
         payload,
         decision,
@@ -295,30 +400,57 @@ pub async fn prepare(
 }
 
 /// Run one scenario end to end and return its report (also written as
-/// `report.json` in the output folder).
+/// `report.json` in the output folder). The folder is locked for the run
+/// ([`OutDirLock`]): a second run on it is refused with
+/// [`ExperimentError::OutDirBusy`] before anything starts.
 pub async fn run_scenario(
     scenario: &Scenario,
     opts: &RunOptions,
     ui: Option<UnboundedSender<Progress>>,
     cancel: watch::Receiver<Option<i32>>,
 ) -> Result<Report, ExperimentError> {
-    let prep = prepare(scenario, opts, ui.as_ref(), cancel.clone()).await?;
-    let out_dir = match &opts.out_dir {
-        Some(d) => d.clone(),
-        None => fresh_dir(&default_out_dir(&scenario.name)),
+    let (out_dir, created) = match &opts.out_dir {
+        Some(d) => {
+            let created = !d.exists();
+            std::fs::create_dir_all(d).map_err(io(format!("create {}", d.display())))?;
+            (d.clone(), created)
+        }
+        None => {
+            let base = default_out_dir(&scenario.name);
+            let d = claim_fresh_dir(&base).map_err(io(format!("create {}", base.display())))?;
+            (d, true)
+        }
     };
-    let created = !out_dir.exists();
-    std::fs::create_dir_all(&out_dir).map_err(io(format!("create {}", out_dir.display())))?;
-    let result = boot_and_judge(scenario, prep, &out_dir, ui, cancel).await;
+    // Not removed on failure: the folder is the other run's.
+    let lock = OutDirLock::acquire(&out_dir)?;
+    for f in DERIVED_FILES {
+        match std::fs::remove_file(out_dir.join(f)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(format!("remove the earlier {}/{f}", out_dir.display()))(
+                    e,
+                ))
+            }
+            _ => {}
+        }
+    }
+    let mut booting = false;
+    let result = async {
+        let prep = prepare(scenario, opts, ui.as_ref(), cancel.clone()).await?;
+        booting = true;
+        boot_and_judge(scenario, prep, &out_dir, ui, cancel).await
+    }
+    .await;
     // A run that never got going leaves no empty folder behind; an
     // interrupted one keeps its raw logs (they show what happened).
-    let never_ran = matches!(
-        &result,
-        Err(e) if !matches!(e, ExperimentError::Interrupted(_) | ExperimentError::LostEvidence { .. })
-    );
+    let never_ran = !booting
+        || matches!(
+            &result,
+            Err(e) if !matches!(e, ExperimentError::Interrupted(_) | ExperimentError::LostEvidence { .. })
+        );
     if created && never_ran {
         let _ = std::fs::remove_dir_all(&out_dir);
     }
+    drop(lock);
     result
 }
 
@@ -334,11 +466,23 @@ pub async fn boot_and_judge(
     let say = |p: Progress| vm::runner::tell(ui.as_ref(), p);
     let Prepared {
         qemu,
+        qemu_version,
         kernel,
         payload,
         decision,
         probe_s,
     } = prep;
+    // The scenario beside its logs: the folder alone says what ran (and
+    // `oomlab merge` rebuilds cells from it).
+    let yaml = serde_yaml::to_string(scenario).map_err(|e| ExperimentError::Io {
+        what: "serialise the scenario".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    crate::atomic::write_bytes(
+        &out_dir.join(crate::matrix::merge::SCENARIO_FILE),
+        yaml.as_bytes(),
+    )
+    .map_err(io(format!("write {}/scenario.yaml", out_dir.display())))?;
     say(Progress::Start(Stage::Image));
     let scratch = scratch_dir()?;
     let initrd = scratch.path().join("initrd.cpio");
@@ -453,11 +597,12 @@ pub async fn boot_and_judge(
     {
         log_errors.push(format!("writing timeline.jsonl failed: {e}"));
     }
+    let expected = scenario.expected_for(&kernel.name, record.kernel_release.as_deref());
     let report = Report {
         scenario: scenario.name.clone(),
         verdict: judgement.verdict,
-        expected: scenario.expect,
-        matches: scenario.expect.is_none_or(|e| e == judgement.verdict),
+        expected,
+        matches: expected.is_none_or(|e| e == judgement.verdict),
         why: judgement.why,
         accel: decision.used,
         accel_decision: decision,
@@ -478,6 +623,7 @@ pub async fn boot_and_judge(
         out_dir: Some(out_dir.to_path_buf()),
         qemu_argv: out.argv,
         worker_uid: scenario.workload.worker_uid,
+        qemu_version,
         programs: programs
             .iter()
             .map(|p| report::ProgramInfo {

@@ -20,6 +20,7 @@ pub fn probe_scenario() -> Scenario {
         name: "kvm-probe".into(),
         description: "does KVM run the payload to its end?".into(),
         expect: None,
+        expect_kernels: Default::default(),
         vm: VmSpec {
             memory_mib: 256,
             cpus: 1,

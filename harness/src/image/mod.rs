@@ -48,6 +48,8 @@ pub enum ImageError {
     },
     #[error("kernel `{name}`: {detail}")]
     Fetch { name: String, detail: String },
+    #[error("{path}: not an x86 Linux boot image: {why}")]
+    NotBootImage { path: PathBuf, why: String },
     #[error("no Debian mirror found in the host's apt configuration: {0}")]
     NoMirror(String),
     #[error("guest payload not found: {0}")]

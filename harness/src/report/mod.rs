@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::text::printable;
 use crate::verdict::{Evidence, Verdict};
 use crate::vm::accel::AccelDecision;
 use crate::vm::{AccelKind, StopReason};
@@ -64,6 +65,9 @@ pub struct Report {
     /// The uid the workers ran as (the master stays root), when not root.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker_uid: Option<u32>,
+    /// `qemu-system-x86_64 --version`, first line.
+    #[serde(default)]
+    pub qemu_version: String,
     /// Real programs packed into the guest (earlyoom...), with their
     /// Debian package versions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -78,7 +82,9 @@ fn opt_s(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.2} s"))
 }
 
-/// A few lines a tired on-call engineer reads first.
+/// A few lines a tired on-call engineer reads first. Every string that came
+/// from input (the scenario, the kernel image, the guest) is escaped with
+/// [`printable`].
 pub fn render_terminal(r: &Report) -> String {
     let e = &r.evidence;
     let mut s = String::new();
@@ -87,14 +93,20 @@ pub fn render_terminal(r: &Report) -> String {
         (Some(x), true) => format!("  (expected {x}: ok)"),
         (Some(x), false) => format!("  (expected {x}: MISMATCH)"),
     };
+    let lost = if r.evidence_errors.is_empty() {
+        ""
+    } else {
+        "  [EVIDENCE INCOMPLETE: no verdict is claimed]"
+    };
     let _ = writeln!(
         s,
-        "{}: {}{}",
-        r.scenario,
+        "{}: {}{}{}",
+        printable(&r.scenario),
         r.verdict.as_str().to_uppercase(),
-        mark
+        mark,
+        lost
     );
-    let _ = writeln!(s, "  why:      {}", r.why);
+    let _ = writeln!(s, "  why:      {}", printable(&r.why));
     let _ = writeln!(
         s,
         "  accel:    {}{} ({})",
@@ -104,13 +116,13 @@ pub fn render_terminal(r: &Report) -> String {
         } else {
             ""
         },
-        r.accel_decision.reason
+        printable(&r.accel_decision.reason)
     );
     let _ = writeln!(
         s,
         "  kernel:   {} ({})",
-        r.kernel.release.as_deref().unwrap_or("release unknown"),
-        r.kernel.name
+        printable(r.kernel.release.as_deref().unwrap_or("release unknown")),
+        printable(&r.kernel.name)
     );
     if let Some(uid) = r.worker_uid {
         let _ = writeln!(s, "  workers:  uid {uid} (master root)");
@@ -151,19 +163,19 @@ pub fn render_terminal(r: &Report) -> String {
         "  time:     boot {}, verdict after {:.1} s wall; stopped: {}",
         opt_s(r.timings.boot_s),
         r.timings.wall_s,
-        r.stop
+        printable(&r.stop.to_string())
     );
     if let Some(cs) = &e.child_sacrifice {
         let _ = writeln!(s, "  choice:   the kernel {}", cs.said);
     }
     for n in &e.notes {
-        let _ = writeln!(s, "  note:     {n}");
+        let _ = writeln!(s, "  note:     {}", printable(n));
     }
     for n in &r.evidence_errors {
-        let _ = writeln!(s, "  ERROR:    {n}");
+        let _ = writeln!(s, "  ERROR:    {}", printable(n));
     }
     if let Some(d) = &r.out_dir {
-        let _ = writeln!(s, "  logs:     {}", d.display());
+        let _ = writeln!(s, "  logs:     {}", printable(&d.display().to_string()));
     }
     s
 }

@@ -3,6 +3,13 @@
 //! YAML, unknown fields rejected, every error names the file, the field and
 //! the line. A scenario is turned into the guest's `scenario.conf`
 //! (protocol/PROTOCOL.md) by [`Scenario::guest_conf`].
+//!
+//! Files are read once, at most 256 KiB of them, and bounded before and while
+//! parsing (size, control characters, nesting, alias expansion, list
+//! lengths): see [`bounds`]. Anchors and aliases are allowed, within those
+//! bounds.
+
+pub mod bounds;
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +21,9 @@ pub use crate::image::kernel::DEFAULT_KERNEL;
 pub use crate::verdict::Verdict;
 pub use oomlab_protocol::Respawn;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     /// Probe KVM by booting; fall back to TCG and say why.
@@ -33,6 +42,12 @@ pub struct Scenario {
     /// The verdict this scenario should produce; exit code 1 when it differs.
     #[serde(default)]
     pub expect: Option<Verdict>,
+    /// Kernels on which another verdict is expected: keys are catalogue
+    /// names, `uname -r` releases, or patterns with `*` (`"2.6.32*"`,
+    /// `"*-rt-amd64"`); an exact key beats a pattern, a longer pattern a
+    /// shorter one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub expect_kernels: std::collections::BTreeMap<String, Verdict>,
     #[serde(default)]
     pub vm: VmSpec,
     #[serde(default)]
@@ -171,6 +186,13 @@ fn mitigation_from_yaml(v: &serde_yaml::Value) -> Result<Mitigation, (String, St
     use serde_yaml::Value;
     let scalar = |field: &str, v: &Value| -> Result<String, (String, String)> {
         match v {
+            Value::String(s) if crate::text::first_unsafe(s, &[]).is_some() => Err((
+                field.to_string(),
+                format!(
+                    "control characters are not allowed (`{}`)",
+                    crate::text::printable(s)
+                ),
+            )),
             Value::String(s) => Ok(s.clone()),
             Value::Number(n) => Ok(n.to_string()),
             Value::Bool(b) => Ok(b.to_string()),
@@ -286,36 +308,70 @@ pub enum ScenarioError {
         field: String,
         msg: String,
     },
+    /// One of the [`bounds`]: `limit` names it; `line` is 0 when the limit
+    /// is about the whole file.
+    #[error("{path}{}: {limit} limit exceeded: {detail}", at_line(*line))]
+    Limit {
+        path: PathBuf,
+        line: usize,
+        limit: &'static str,
+        detail: String,
+    },
+}
+
+fn at_line(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
+}
+
+/// A scenario with the text it was read from (for the line numbers of later
+/// checks): the file is read once.
+#[derive(Debug, Clone)]
+pub struct ScenarioFile {
+    pub scenario: Scenario,
+    pub text: String,
 }
 
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(path, &text)
+        Self::load_file(path).map(|f| f.scenario)
+    }
+
+    /// Read `path` once (at most [`bounds::MAX_FILE_BYTES`], whatever kind
+    /// of file it is), parse and validate it, and keep its text.
+    pub fn load_file(path: &Path) -> Result<ScenarioFile, ScenarioError> {
+        let text = bounds::utf8(path, bounds::read_capped(path)?)?;
+        let scenario = Self::parse(path, &text)?;
+        Ok(ScenarioFile { scenario, text })
     }
 
     /// Parse and validate `text`; `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| {
+        let yaml_error = |e: serde_yaml::Error| {
             if let Some(invalid) = MitigationAt::from_error(&e.to_string()) {
                 return invalid.into_error(path, text);
             }
             match e.location() {
+                // serde quotes keys and values as written: escaped here, so
+                // no message carries a control character.
                 Some(loc) => ScenarioError::Parse {
                     path: path.to_path_buf(),
                     line: loc.line(),
                     column: loc.column(),
-                    msg: e.to_string(),
+                    msg: crate::text::printable(&e.to_string()).into_owned(),
                 },
                 None => ScenarioError::ParseNoLocation {
                     path: path.to_path_buf(),
-                    msg: e.to_string(),
+                    msg: crate::text::printable(&e.to_string()).into_owned(),
                 },
             }
-        })?;
+        };
+        bounds::prescan(path, text)?;
+        bounds::walk_budget(path, text)?.map_err(yaml_error)?;
+        let scenario: Scenario = serde_yaml::from_str(text).map_err(yaml_error)?;
         scenario.validate(path, text)?;
         Ok(scenario)
     }
@@ -343,11 +399,108 @@ impl Scenario {
                 "name",
                 format!(
                     "`{}` must be 1-64 of A-Z a-z 0-9 . _ - and not start with '.' or '-'",
-                    self.name
+                    crate::text::printable(&crate::text::clip(&self.name, 80))
+                ),
+            ));
+        }
+        let over = |field: &str, limit: &'static str, detail: String| ScenarioError::Limit {
+            path: path.to_path_buf(),
+            line: line_of_field(text, field),
+            limit,
+            detail: format!("`{field}`: {detail}"),
+        };
+        // Printed on the terminal and kept in reports: one line of prose,
+        // or a block of them; nothing a terminal would act on.
+        if self.description.len() > bounds::MAX_DESCRIPTION {
+            return Err(over(
+                "description",
+                "description length",
+                format!(
+                    "{} bytes, at most {}",
+                    self.description.len(),
+                    bounds::MAX_DESCRIPTION
+                ),
+            ));
+        }
+        if let Some((at, c)) = crate::text::first_unsafe(&self.description, &['\n', '\t']) {
+            return Err(bad(
+                "description",
+                format!(
+                    "control character {} (at byte {at} of the text) is not allowed",
+                    crate::text::printable(c.encode_utf8(&mut [0; 4]))
                 ),
             ));
         }
         let vm = &self.vm;
+        if let Some((_, c)) = crate::text::first_unsafe(&vm.kernel, &[]) {
+            return Err(bad(
+                "vm.kernel",
+                format!(
+                    "control character {} is not allowed",
+                    crate::text::printable(c.encode_utf8(&mut [0; 4]))
+                ),
+            ));
+        }
+        if vm.cmdline.len() > bounds::MAX_CMDLINE_WORDS {
+            return Err(over(
+                "vm.cmdline",
+                "list length",
+                format!(
+                    "{} words, at most {}",
+                    vm.cmdline.len(),
+                    bounds::MAX_CMDLINE_WORDS
+                ),
+            ));
+        }
+        for w in &vm.cmdline {
+            if w.len() > bounds::MAX_CMDLINE_WORD {
+                return Err(over(
+                    "vm.cmdline",
+                    "word length",
+                    format!(
+                        "a word of {} bytes, at most {}",
+                        w.len(),
+                        bounds::MAX_CMDLINE_WORD
+                    ),
+                ));
+            }
+            if w.is_empty()
+                || w.chars()
+                    .any(|c| c.is_whitespace() || crate::text::is_unsafe(c))
+            {
+                return Err(bad(
+                    "vm.cmdline",
+                    format!(
+                        "`{}` must be one non-empty word: no spaces, no control characters",
+                        crate::text::printable(w)
+                    ),
+                ));
+            }
+        }
+        let cmdline = crate::vm::args::kernel_cmdline(&vm.cmdline);
+        if cmdline.len() > bounds::MAX_KERNEL_CMDLINE {
+            return Err(over(
+                "vm.cmdline",
+                "kernel command line",
+                format!(
+                    "with oomlab's own words the command line has {} bytes; the kernel \
+                     keeps {} and would drop the rest",
+                    cmdline.len(),
+                    bounds::MAX_KERNEL_CMDLINE
+                ),
+            ));
+        }
+        if self.mitigations.len() > bounds::MAX_MITIGATIONS {
+            return Err(over(
+                "mitigations",
+                "list length",
+                format!(
+                    "{} entries, at most {}",
+                    self.mitigations.len(),
+                    bounds::MAX_MITIGATIONS
+                ),
+            ));
+        }
         if !(64..=65536).contains(&vm.memory_mib) {
             return Err(bad(
                 "vm.memory_mib",
@@ -497,30 +650,86 @@ impl Scenario {
     }
 }
 
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 impl Scenario {
-    /// `vm.kernel` must be a catalogue name (`known`) or an existing file:
-    /// checked before anything boots, so a typo is bad input (exit 2), not a
-    /// run that could not happen. `text` is the file's YAML, for the line.
+    /// The verdict expected on a kernel (catalogue name or file name, and
+    /// its `uname -r` when known): `expect_kernels` first, else `expect`.
+    pub fn expected_for(&self, kernel: &str, release: Option<&str>) -> Option<Verdict> {
+        let names = [Some(kernel), release];
+        let exact = self
+            .expect_kernels
+            .iter()
+            .find(|(k, _)| names.contains(&Some(k.as_str())));
+        if let Some((_, v)) = exact {
+            return Some(*v);
+        }
+        self.expect_kernels
+            .iter()
+            .filter(|(k, _)| k.contains('*') && names.iter().flatten().any(|n| glob_match(k, n)))
+            .max_by_key(|(k, _)| k.len())
+            .map(|(_, v)| *v)
+            .or(self.expect)
+    }
+
+    /// `vm.kernel` must be a catalogue name (`known`) or a file that is an
+    /// x86 Linux boot image ([`kernel_problem`]): checked before anything
+    /// boots, so a typo or a wrong file is bad input (exit 2), not a run
+    /// that could not happen. `text` is the file's YAML, for the line.
     pub fn check_kernel(
         &self,
         path: &Path,
         text: &str,
         known: &[&str],
     ) -> Result<(), ScenarioError> {
-        let k = self.vm.kernel.as_str();
-        if known.contains(&k) || Path::new(k).is_file() {
-            return Ok(());
+        match kernel_problem(&self.vm.kernel, known) {
+            None => Ok(()),
+            Some(msg) => Err(ScenarioError::Invalid {
+                path: path.to_path_buf(),
+                line: line_of_field(text, "vm.kernel"),
+                field: "vm.kernel".into(),
+                msg,
+            }),
         }
-        Err(ScenarioError::Invalid {
-            path: path.to_path_buf(),
-            line: line_of_field(text, "vm.kernel"),
-            field: "vm.kernel".into(),
-            msg: format!(
-                "`{k}` is neither a catalogue kernel ({}) nor an existing file",
-                known.join(", ")
-            ),
-        })
     }
+}
+
+/// What is wrong with a kernel spec (`vm.kernel`, `run --kernel`): not a
+/// catalogue name (`known`) and not an existing file, or a file that is not
+/// an x86 Linux boot image (see [`crate::image::kernel::check_boot_image`]).
+/// `None` when it can be booted as far as a header can tell.
+pub fn kernel_problem(spec: &str, known: &[&str]) -> Option<String> {
+    if known.contains(&spec) {
+        return None;
+    }
+    let file = Path::new(spec);
+    if std::fs::metadata(file).is_err() {
+        return Some(format!(
+            "`{spec}` is neither a catalogue kernel ({}) nor an existing file",
+            known.join(", ")
+        ));
+    }
+    crate::image::kernel::check_boot_image(file)
+        .err()
+        .map(|why| format!("`{spec}` is not an x86 Linux boot image: {why}"))
 }
 
 /// Line of the `index`-th item of the top-level list `key`, or of its

@@ -16,8 +16,59 @@ impl RunRecord {
         &self.worker_spawns[n..]
     }
 
+    /// When any OOM killer struck: the kernel's kills and those of a
+    /// userspace killer in the guest (earlyoom, the PSI killer).
     fn kill_times(&self) -> Vec<f64> {
-        self.kills.iter().filter_map(|k| k.t).collect()
+        self.kills
+            .iter()
+            .filter_map(|k| k.t)
+            .chain(self.user_kills.iter().map(|u| u.t))
+            .collect()
+    }
+
+    /// Kills per killer, the kernel first.
+    fn kills_by(&self) -> Vec<(String, usize)> {
+        let mut by: Vec<(String, usize)> = Vec::new();
+        if !self.kills.is_empty() {
+            by.push(("kernel".into(), self.kills.len()));
+        }
+        for u in &self.user_kills {
+            match by.iter_mut().find(|(k, _)| *k == u.killer) {
+                Some((_, n)) => *n += 1,
+                None => by.push((u.killer.clone(), 1)),
+            }
+        }
+        by
+    }
+
+    /// Share of the window with the full worker count alive: the service
+    /// at full strength. None before `ready`.
+    fn availability(&self) -> Option<f64> {
+        let ready = self.ready_t?;
+        let end = self.window_end();
+        if end <= ready || self.workers == 0 {
+            return None;
+        }
+        let mut events: Vec<(f64, i64)> = self
+            .worker_spawns
+            .iter()
+            .map(|(t, _)| (*t, 1))
+            .chain(self.worker_exits.iter().map(|(t, _)| (*t, -1)))
+            .collect();
+        events.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (mut alive, mut at, mut full) = (0i64, ready, 0.0);
+        for (t, d) in events {
+            let t = t.clamp(ready, end);
+            if alive >= self.workers as i64 {
+                full += t - at;
+            }
+            at = t;
+            alive += d;
+        }
+        if alive >= self.workers as i64 {
+            full += end - at;
+        }
+        Some(full / (end - ready))
     }
 
     fn window_end(&self) -> f64 {
@@ -47,15 +98,28 @@ impl RunRecord {
 
     fn kills_of_respawned(&self) -> usize {
         let respawned: HashSet<u32> = self.respawns().iter().map(|(_, p)| *p).collect();
+        let user = self
+            .user_kills
+            .iter()
+            .filter(|u| u32::try_from(u.pid).is_ok_and(|p| respawned.contains(&p)))
+            .count();
         self.kills
             .iter()
             .filter(|k| respawned.contains(&k.pid))
             .count()
+            + user
     }
 
     fn agreement(&self) -> Agreement {
         let console = self.kills.len();
         let sig = self.worker_sigkills;
+        // A userspace killer's SIGKILLs are the master's SIGKILLs too: one
+        // per killed worker, or a whole group (workers and master).
+        let user: usize = self
+            .user_kills
+            .iter()
+            .map(|u| if u.pid > 0 { 1 } else { self.workers + 1 })
+            .sum();
         let vmstat = match (self.vmstat_oom_kill_first, self.vmstat_oom_kill_last) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
@@ -63,8 +127,8 @@ impl RunRecord {
         // Kills can still be unreaped when the window closes (at most one
         // per worker slot, plus a master killed by oom.group). The vmstat
         // counter is sampled, so it may lag the console, never lead it.
-        let agree = sig <= console
-            && console - sig <= self.workers + 1
+        let agree = sig <= console + user
+            && console.saturating_sub(sig) <= self.workers + 1
             && vmstat.is_none_or(|v| v <= console as u64);
         Agreement {
             console_kills: console,
@@ -231,7 +295,11 @@ impl RunRecord {
             return (Verdict::NotApplicable, why);
         }
         if let Some(reason) = &self.panic {
-            return (Verdict::Panic, format!("kernel panic: {reason}"));
+            let reboot = match self.reboot_after_s {
+                Some(n) => format!("; the kernel rebooted after {n} s (kernel.panic={n})"),
+                None => String::new(),
+            };
+            return (Verdict::Panic, format!("kernel panic: {reason}{reboot}"));
         }
         if self.ready_t.is_none() {
             let why = if let Some(cut) = &self.cut_short {
@@ -255,7 +323,7 @@ impl RunRecord {
                 ),
             );
         }
-        if ev.oom_kills == 0 {
+        if ev.oom_kills == 0 && ev.user_kills == 0 {
             return (
                 Verdict::NoOom,
                 format!(
@@ -306,8 +374,11 @@ impl RunRecord {
             return (
                 Verdict::Inconclusive,
                 format!(
-                    "{} OOM kill(s), {} of re-forked workers: no loop shown, and only {:.1} s quiet at the end (settle {} s); observe longer",
-                    ev.oom_kills, ev.kills_of_respawned, tail, limits.settle_s
+                    "{}, {} of re-forked workers: no loop shown, and only {:.1} s quiet at the end (settle {} s); observe longer",
+                    kills_phrase(ev),
+                    ev.kills_of_respawned,
+                    tail,
+                    limits.settle_s
                 ),
             );
         }
@@ -322,8 +393,11 @@ impl RunRecord {
         (
             Verdict::Livelock,
             format!(
-                "{} OOM kills ({} of re-forked workers){rate}, {when} (quiet tail {:.1} s < settle {} s)",
-                ev.oom_kills, ev.kills_of_respawned, tail, limits.settle_s
+                "{} ({} of re-forked workers){rate}, {when} (quiet tail {:.1} s < settle {} s)",
+                kills_phrase(ev),
+                ev.kills_of_respawned,
+                tail,
+                limits.settle_s
             ),
         )
     }
@@ -369,11 +443,23 @@ impl RunRecord {
                 self.worker_other_exits
             ));
         }
+        let recovery_s = match (first, last) {
+            (Some(f), Some(l)) if self.quiet_tail() > 0.0 => {
+                let last_respawn = self.respawns().iter().map(|(t, _)| *t).fold(l, f64::max);
+                Some(round3(last_respawn.max(l) - f))
+            }
+            _ => None,
+        };
         Evidence {
             oom_kills: self.kills.len(),
+            user_kills: self.user_kills.len(),
+            kills_by: self.kills_by(),
+            recovery_s,
+            availability: self.availability().map(round3),
             oom_chosen: self.chosen,
             oom_invocations: self.oom_invocations,
             respawns: self.respawns().len(),
+            worker_failures: self.worker_other_exits,
             kills_of_respawned: self.kills_of_respawned(),
             first_oom_s: first.map(|t| round3(t - ready)),
             last_oom_s: last.map(|t| round3(t - ready)),
@@ -389,6 +475,18 @@ impl RunRecord {
             victims: self.kills.iter().take(8).cloned().collect(),
             child_sacrifice: self.child_sacrifice(),
             notes,
+        }
+    }
+}
+
+/// "7 OOM kills", or "7 OOM kills by the kernel, 11 by earlyoom".
+fn kills_phrase(ev: &Evidence) -> String {
+    match ev.kills_by.as_slice() {
+        [(k, n)] if k == "kernel" => format!("{n} OOM kill{}", if *n == 1 { "" } else { "s" }),
+        by => {
+            let total: usize = by.iter().map(|(_, n)| n).sum();
+            let parts: Vec<String> = by.iter().map(|(k, n)| format!("{n} by {k}")).collect();
+            format!("{total} OOM kills ({})", parts.join(", "))
         }
     }
 }

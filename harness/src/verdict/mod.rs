@@ -88,10 +88,23 @@ pub struct Agreement {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Evidence {
+    /// `Killed process` lines: the kernel's OOM kills.
     pub oom_kills: usize,
+    /// Kills by a userspace OOM killer in the guest (earlyoom, PSI killer).
+    pub user_kills: usize,
+    /// Kills per killer: `kernel`, `earlyoom`, `psi`.
+    pub kills_by: Vec<(String, usize)>,
+    /// Guest seconds from the first kill to the last kill or respawn, when
+    /// the run ended quiet: how long the episode took to settle.
+    pub recovery_s: Option<f64>,
+    /// Share of the window with the full worker count alive.
+    pub availability: Option<f64>,
     pub oom_chosen: usize,
     pub oom_invocations: usize,
     pub respawns: usize,
+    /// Workers that exited on their own (status, or a signal other than
+    /// SIGKILL): failed allocations, earlyoom's SIGTERM.
+    pub worker_failures: usize,
     pub kills_of_respawned: usize,
     pub first_oom_s: Option<f64>,
     pub last_oom_s: Option<f64>,

@@ -74,12 +74,16 @@ pub struct RunRecord {
     pub oom_group_kills: usize,
     pub panic: Option<String>,
     pub panic_t: Option<f64>,
+    /// `Rebooting in N seconds..` after the panic (`kernel.panic=N`).
+    pub reboot_after_s: Option<u64>,
     /// (t, pid) of every worker the master forked, in order.
     pub worker_spawns: Vec<(f64, u32)>,
     pub worker_sigkills: usize,
     pub worker_other_exits: usize,
     pub master_pids: HashSet<u32>,
     pub master_exit_t: Option<f64>,
+    /// (t, pid) of every worker (or orphan) the payload saw exit.
+    pub worker_exits: Vec<(f64, u32)>,
     pub exited: HashSet<u32>,
     pub ticks: Vec<(f64, f64)>,
     pub vmstat_oom_kill_first: Option<u64>,
@@ -191,6 +195,7 @@ impl RunRecord {
             }
             KernelEvent::Reaped { .. } => self.reaped += 1,
             KernelEvent::OomGroup { .. } => self.oom_group_kills += 1,
+            KernelEvent::Rebooting { after_s } => self.reboot_after_s = Some(*after_s),
             KernelEvent::Panic { reason } if self.panic.is_none() => {
                 self.panic = Some(reason.clone());
                 self.panic_t = t;
@@ -261,6 +266,7 @@ impl RunRecord {
                     // killer (whose kills the console counts anyway).
                     Role::Orphan if self.workers_die_with_master => {}
                     Role::Worker | Role::Orphan => {
+                        self.worker_exits.push((tel.t, *pid));
                         if *signal == Some(libc::SIGKILL) {
                             self.worker_sigkills += 1;
                         } else {

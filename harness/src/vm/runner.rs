@@ -398,6 +398,14 @@ pub async fn run<W: Watch>(
             s.send(Output::Booted { boot_s: b });
         }
         if let Some(code) = exited {
+            if telemetry.is_none() && telemetry_open {
+                // QEMU connected and left before we accepted: its lines
+                // are still queued on the connection.
+                match tokio::time::timeout(Duration::from_millis(200), listener.accept()).await {
+                    Ok(Ok((stream, _))) => telemetry = Some(BufReader::new(stream)),
+                    _ => telemetry_open = false,
+                }
+            }
             if !console_open && (!telemetry_open || telemetry.is_none()) {
                 stop = Some(StopReason::QemuExited(code));
             } else if stop.is_none() {

@@ -87,13 +87,20 @@ pub fn resolve_kernel(spec: &str) -> Result<KernelImage, ImageError> {
         spec
     };
     if let Some(entry) = cat.get(spec) {
-        return ensure_cached(entry);
+        let k = ensure_cached(entry)?;
+        // Pinned by sha256 already; the header check is cheap and also
+        // covers a floated stand-in.
+        check_boot_image(&k.path).map_err(|why| ImageError::NotBootImage {
+            path: k.path.clone(),
+            why,
+        })?;
+        return Ok(k);
     }
     let path = Path::new(spec);
     if path.is_file() && spec.ends_with(".rpm") {
         return rpm::own_rpm(path, &super::cache_dir()?.join("kernels"));
     }
-    if path.is_file() {
+    if std::fs::metadata(path).is_ok() {
         return own_kernel(path);
     }
     Err(ImageError::UnknownKernel {
@@ -102,33 +109,151 @@ pub fn resolve_kernel(spec: &str) -> Result<KernelImage, ImageError> {
     })
 }
 
+/// A bring-your-own kernel: its boot header is checked (a wrong or cut
+/// file is refused before QEMU sees it), its sha256 computed, its release
+/// read from the image, else from a `vmlinuz-<release>` file name.
 fn own_kernel(path: &Path) -> Result<KernelImage, ImageError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| ImageError::io(format!("read kernel {}", path.display()), e))?;
+    let boot = check_boot_image(path).map_err(|why| ImageError::NotBootImage {
+        path: path.to_path_buf(),
+        why,
+    })?;
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
-    let release = bzimage_release(&bytes)
+    let release = boot
+        .release
         .or_else(|| file_name.strip_prefix("vmlinuz-").map(str::to_string))
         .unwrap_or_else(|| "unknown".to_string());
     Ok(KernelImage {
         path: path.to_path_buf(),
         name: file_name,
-        sha256: hex(&Sha256::digest(&bytes)),
+        sha256: sha256_file(path)?,
         release,
         pinned: false,
     })
 }
 
+/// What an x86 Linux boot image's setup header says
+/// (Documentation/arch/x86/boot.rst).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootImage {
+    /// Boot protocol version, e.g. `0x020f` for 2.15.
+    pub protocol: u16,
+    /// The real-mode setup code: `(setup_sects + 1) * 512` bytes.
+    pub setup_bytes: u64,
+    /// Setup plus the protected-mode kernel (`syssize` 16-byte units): the
+    /// shortest the file can be.
+    pub expected_len: u64,
+    /// The file's actual length (signed kernels carry more at the end).
+    pub len: u64,
+    /// The first word of the `kernel_version` string, e.g.
+    /// `6.1.0-50-cloud-amd64`, when the image has one.
+    pub release: Option<String>,
+}
+
+/// QEMU refuses to load an initramfs (which every run has) for a kernel
+/// whose boot protocol is older than 2.00 ("linux kernel too old to load a
+/// ram disk").
+pub const MIN_BOOT_PROTOCOL: u16 = 0x0200;
+
+/// The bytes [`parse_boot_header`] may look at: the `kernel_version`
+/// pointer is 16 bits past 0x200, and the string is read up to 256 bytes.
+const BOOT_HEAD_BYTES: u64 = 0x200 + 0x1_0000 + 256;
+
+/// Whether `path` is an x86 Linux boot image QEMU can load with an
+/// initramfs, from its header alone (reads at most 66 KiB): `Err` says
+/// what is wrong, in words for the user. A real image that cannot boot
+/// (wrong config, no serial console) passes, and is a boot failure later.
+pub fn check_boot_image(path: &Path) -> Result<BootImage, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot stat it: {e}"))?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let mut head = Vec::new();
+    file.take(BOOT_HEAD_BYTES)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    parse_boot_header(&head, meta.len())
+}
+
+/// [`check_boot_image`] on the first bytes of an image (`head`, at least
+/// 66 KiB unless the file is shorter) and its length.
+pub fn parse_boot_header(head: &[u8], len: u64) -> Result<BootImage, String> {
+    let u16_at = |at: usize| u16::from_le_bytes([head[at], head[at + 1]]);
+    let u32_at =
+        |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    if head.len() < 0x210 {
+        return Err(format!(
+            "{len} bytes is too short to hold the x86 boot header (a kernel has megabytes)"
+        ));
+    }
+    if &head[0x202..0x206] != b"HdrS" {
+        return Err(
+            "no x86 boot protocol header (the `HdrS` magic at offset 0x202 is missing)".into(),
+        );
+    }
+    if u16_at(0x1FE) != 0xAA55 {
+        return Err(format!(
+            "the boot sector signature at offset 0x1FE is {:#06x}, not 0xaa55",
+            u16_at(0x1FE)
+        ));
+    }
+    let protocol = u16_at(0x206);
+    if protocol < MIN_BOOT_PROTOCOL {
+        return Err(format!(
+            "boot protocol {}.{:02} is older than 2.00, the oldest QEMU loads an initramfs for",
+            protocol >> 8,
+            protocol & 0xff
+        ));
+    }
+    let setup_sects = match head[0x1F1] {
+        0 => 4,
+        n => u64::from(n),
+    };
+    let setup_bytes = (setup_sects + 1) * 512;
+    // 32 bits from protocol 2.04 on, 16 before.
+    let syssize = if protocol >= 0x0204 {
+        u64::from(u32_at(0x1F4))
+    } else {
+        u64::from(u16_at(0x1F4))
+    };
+    if syssize == 0 {
+        return Err("the header says the kernel is empty (syssize 0)".into());
+    }
+    let expected_len = setup_bytes + syssize * 16;
+    if len < expected_len {
+        return Err(format!(
+            "truncated: the header says {expected_len} bytes ({setup_bytes} of setup, {} of \
+             kernel), the file has {len}",
+            syssize * 16
+        ));
+    }
+    Ok(BootImage {
+        protocol,
+        setup_bytes,
+        expected_len,
+        len,
+        release: bzimage_release(head),
+    })
+}
+
 /// The release string from an x86 bzImage's setup header (`kernel_version`
-/// field), e.g. `6.1.0-50-cloud-amd64`. None if it is not a bzImage.
+/// field), e.g. `6.1.0-50-cloud-amd64`. None if it is not a bzImage, or
+/// the pointer leaves the setup code.
 pub fn bzimage_release(image: &[u8]) -> Option<String> {
     if image.get(0x202..0x206)? != b"HdrS" {
         return None;
     }
     let ptr = u16::from_le_bytes([*image.get(0x20E)?, *image.get(0x20F)?]) as usize;
-    if ptr == 0 {
+    let setup_sects = match image.get(0x1F1)? {
+        0 => 4,
+        n => usize::from(*n),
+    };
+    if ptr == 0 || ptr + 0x200 >= (setup_sects + 1) * 512 {
         return None;
     }
     let s = image.get(ptr + 0x200..)?;
@@ -500,16 +625,81 @@ fn install_pinned(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn fake_bzimage(version: &str) -> Vec<u8> {
+    /// A 4 KiB image with a valid header: 4 setup sectors (the `0` default)
+    /// plus the boot sector, then 96 paragraphs of "kernel".
+    pub(crate) fn fake_bzimage(version: &str) -> Vec<u8> {
         let mut b = vec![0u8; 0x1000];
+        b[0x1FE..0x200].copy_from_slice(&0xAA55u16.to_le_bytes());
         b[0x202..0x206].copy_from_slice(b"HdrS");
-        let at = 0x600usize;
-        b[0x20E..0x210].copy_from_slice(&((at - 0x200) as u16).to_le_bytes());
-        b[at..at + version.len()].copy_from_slice(version.as_bytes());
+        b[0x206..0x208].copy_from_slice(&0x020Fu16.to_le_bytes());
+        b[0x1F4..0x1F8].copy_from_slice(&96u32.to_le_bytes());
+        if !version.is_empty() {
+            let at = 0x600usize;
+            b[0x20E..0x210].copy_from_slice(&((at - 0x200) as u16).to_le_bytes());
+            b[at..at + version.len()].copy_from_slice(version.as_bytes());
+        }
         b
+    }
+
+    #[test]
+    fn boot_header_checks() {
+        let good = fake_bzimage("6.1.0-test #1");
+        let b = parse_boot_header(&good, good.len() as u64).unwrap();
+        assert_eq!(
+            (
+                b.protocol,
+                b.setup_bytes,
+                b.expected_len,
+                b.release.as_deref()
+            ),
+            (0x020F, 2560, 4096, Some("6.1.0-test"))
+        );
+        // Signed kernels carry more after the image.
+        assert!(parse_boot_header(&good, 5000).is_ok());
+        let refused = |img: &[u8], len: u64, want: &str| {
+            let e = parse_boot_header(img, len).unwrap_err();
+            assert!(e.contains(want), "{e:?} should say {want:?}");
+        };
+        refused(b"root:x:0:0:root:/root:/bin/bash\n", 32, "too short");
+        refused(&[0u8; 0x1000], 0x1000, "`HdrS`");
+        refused(&good, 4095, "truncated: the header says 4096 bytes");
+        let mut old = good.clone();
+        old[0x206..0x208].copy_from_slice(&0x0104u16.to_le_bytes());
+        refused(&old, 4096, "boot protocol 1.04");
+        let mut unsigned = good.clone();
+        unsigned[0x1FE] = 0;
+        refused(&unsigned, 4096, "0x1FE");
+        let mut empty = good.clone();
+        empty[0x1F4..0x1F8].fill(0);
+        refused(&empty, 4096, "syssize 0");
+        let mut huge_setup = good.clone();
+        huge_setup[0x1F1] = 255;
+        refused(&huge_setup, 4096, "truncated");
+        // A version pointer outside the setup code is ignored, not followed.
+        let mut wild = good.clone();
+        wild[0x20E..0x210].copy_from_slice(&0xFFFFu16.to_le_bytes());
+        assert_eq!(parse_boot_header(&wild, 4096).unwrap().release, None);
+    }
+
+    #[test]
+    fn check_boot_image_reads_files_only() {
+        let d = tempfile::tempdir().unwrap();
+        let e = check_boot_image(d.path()).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let p = d.path().join("vmlinuz");
+        std::fs::write(&p, fake_bzimage("6.1.0-x")).unwrap();
+        assert_eq!(
+            check_boot_image(&p).unwrap().release.as_deref(),
+            Some("6.1.0-x")
+        );
+        // A cut download: the first MiB of a kernel that says it is longer.
+        let mut cut = fake_bzimage("6.1.0-x");
+        cut[0x1F4..0x1F8].copy_from_slice(&(14_000_000u32 / 16).to_le_bytes());
+        std::fs::write(&p, &cut).unwrap();
+        assert!(check_boot_image(&p).unwrap_err().contains("truncated"));
     }
 
     #[test]
@@ -527,7 +717,8 @@ mod tests {
     fn own_kernel_needs_no_checksum() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("vmlinuz-2.6.32-custom");
-        std::fs::write(&p, b"no header").unwrap();
+        // A valid header without a version string: the file name says it.
+        std::fs::write(&p, fake_bzimage("")).unwrap();
         let k = resolve_kernel(p.to_str().unwrap()).unwrap();
         assert_eq!(k.release, "2.6.32-custom");
         assert_eq!(k.name, "vmlinuz-2.6.32-custom");
@@ -537,6 +728,11 @@ mod tests {
             e.contains("no-such-kernel") && e.contains(DEFAULT_KERNEL),
             "{e}"
         );
+        // Not a kernel at all: refused before anything boots.
+        std::fs::write(&p, b"no header").unwrap();
+        let e = resolve_kernel(p.to_str().unwrap()).unwrap_err();
+        assert!(matches!(e, ImageError::NotBootImage { .. }), "{e}");
+        assert!(e.to_string().contains("vmlinuz-2.6.32-custom"), "{e}");
     }
 
     #[test]
