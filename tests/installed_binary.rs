@@ -39,3 +39,28 @@ fn binary_outside_the_tree_runs_the_seed() {
     assert!(line.contains("/payload/"), "{line}");
     assert!(!line.contains(&root().display().to_string()), "{line}");
 }
+
+/// `oomlab kernels` lists every catalogue kernel with its release and
+/// origin; an unknown `--fetch` name is bad input (exit 2), fetching nothing.
+#[test]
+fn kernels_lists_the_catalogue() {
+    let o = Command::new(oomlab_bin()).arg("kernels").output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let cat = oomlab::image::kernel::catalogue().unwrap();
+    for k in &cat.kernels {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&k.name))
+            .unwrap_or_else(|| panic!("{} missing:\n{out}", k.name));
+        assert!(line.contains(&k.release), "{line}");
+        assert!(line.contains(&k.origin()), "{line}");
+    }
+    assert!(out.contains("(default)"), "{out}");
+    let o = Command::new(oomlab_bin())
+        .args(["kernels", "--fetch", "no-such-kernel"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-kernel"));
+}

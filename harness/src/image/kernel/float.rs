@@ -192,7 +192,8 @@ pub fn float_warning(entry: &CatalogueEntry, rec: &FloatRecord) -> String {
         "oomlab: WARNING: kernel `{name}`: pinned {pin} is no longer downloadable; using \
          {pkg}={ver} (release {rel}, sha256 {sha}) from `{track}` instead, authenticated by \
          apt's signed archive index but NOT by the catalogue's sha256; update \
-         images/kernels.yaml with the values `cargo xtask fetch-kernel {name}` prints \
+         images/kernels.yaml with the values `oomlab kernels --fetch {name}` (or `cargo \
+         xtask fetch-kernel {name}`) prints \
          (OOMLAB_KERNEL_PIN=strict refuses this fallback)",
         name = entry.name,
         pin = rec.replaces,
