@@ -43,6 +43,12 @@ fn run(die_with_master: bool) -> Vec<String> {
                 master = Some(pid);
             } else if line.contains("\"role\":\"worker\"") {
                 workers += 1;
+                // The master's own spawn line is PID 1's and can come after
+                // its workers' (lines from several processes): a worker's
+                // ppid is its master.
+                if master.is_none() {
+                    master = field(&line, "ppid").and_then(|p| p.parse().ok());
+                }
                 if workers == 2 {
                     // Give the second worker a moment to set its death signal.
                     std::thread::sleep(std::time::Duration::from_millis(200));
