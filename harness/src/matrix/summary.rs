@@ -309,6 +309,7 @@ pub fn sentence(c: &CellSummary, first: Option<&Report>) -> String {
         ),
         Verdict::Hang => "the guest hangs".into(),
         Verdict::BootFailure => "the guest does not boot".into(),
+        Verdict::Thrashing => "the guest stops answering (thrashing)".into(),
         Verdict::Inconclusive => format!(
             "inconclusive: {}",
             first.map_or(String::new(), |r| r.why.clone())
