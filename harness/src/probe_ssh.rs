@@ -222,9 +222,19 @@ pub async fn probe(
                 Err(_) => Err("timeout".to_string()),
             },
         };
+        let latency = t0.elapsed();
+        if result.is_err() {
+            // The VM being stopped cuts logins too: a failure is only the
+            // guest's if no stop follows within a second.
+            let grace = tokio::time::sleep(Duration::from_secs(1));
+            tokio::select! {
+                _ = &mut stopped => return done,
+                _ = grace => {}
+            }
+        }
         done.push(HostAttempt {
             start: t0,
-            latency: t0.elapsed(),
+            latency,
             result,
         });
     }

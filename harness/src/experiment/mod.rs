@@ -422,7 +422,12 @@ pub async fn boot_and_judge(
                         tell(Progress::Done(StageDone::Boot { boot_s }));
                         tell(Progress::Start(Stage::Observe));
                     }
-                    Output::Stopping(why) => tell(Progress::Done(StageDone::Observe(why))),
+                    Output::Stopping(why) => {
+                        // Before QEMU is stopped: a login cut by that is
+                        // not the guest's failure.
+                        let _ = stop_tx.send(true);
+                        tell(Progress::Done(StageDone::Observe(why)))
+                    }
                     o => tell(Progress::Vm(o)),
                 }
             }
@@ -442,7 +447,6 @@ pub async fn boot_and_judge(
     )
     .await?;
     let _ = forward.await;
-    let _ = stop_tx.send(true);
     if let (Some(p), Some(k)) = (prober, &keys) {
         let attempts = p.await.unwrap_or_default();
         let booted = *booted_rx.borrow();

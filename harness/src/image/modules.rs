@@ -378,7 +378,7 @@ fn extract_modules(deb: &Path, into: &Path) -> Result<(), ImageError> {
         .arg("-x")
         .arg("-C")
         .arg(into)
-        .args(["--wildcards", "--no-wildcards-match-slash"])
+        .arg("--wildcards")
         .args(["*.ko", "*.ko.xz", "*/modules.builtin", "./boot/config-*"])
         .stdin(pipe)
         .output()
