@@ -256,7 +256,20 @@ impl RunRecord {
         self.setup
             .iter()
             .find(|st| st.mitigation && !st.ok)
-            .map(|st| format!("mitigation not applied: {}: {}", st.what, st.detail))
+            .map(|st| {
+                // Steps of the machine the scenario asked for (modules, disk
+                // root, swap, network, SSH, a program) rather than of a
+                // mitigation.
+                const MACHINE: &[&str] = &[
+                    "module", "root", "swap", "net", "entropy", "dropbear", "ssh", "program",
+                ];
+                let what = if MACHINE.contains(&st.what.as_str()) {
+                    "the scenario's machine could not be set up"
+                } else {
+                    "mitigation not applied"
+                };
+                format!("{what}: {}: {}", st.what, st.detail)
+            })
     }
 
     fn decide(&self, limits: &Limits, ev: &Evidence) -> (Verdict, String) {
