@@ -319,31 +319,46 @@ fn bring_up(sc: &Scenario, stage2: bool) {
             );
         }
     }
-    let step = |what: &str, res: io::Result<String>| {
+    // The swap is part of the machine under test: its failure makes the
+    // run `n/a`. The network and the SSH server are the probe's: without
+    // them the run is still judged, without SSH evidence.
+    let step = |what: &str, desc: &str, subject: bool, res: io::Result<String>| -> bool {
         let (detail, res) = match res {
             Ok(d) => (d, Ok(())),
-            Err(e) => (String::new(), Err(e)),
+            Err(e) => (desc.to_string(), Err(e)),
         };
-        mitigate::report(what, &detail, &res)
+        if subject {
+            return mitigate::report(what, &detail, &res);
+        }
+        match &res {
+            Ok(()) => telemetry::setup(what, true, &detail),
+            Err(e) => telemetry::setup(what, false, &format!("{detail}: {e}")),
+        }
+        res.is_ok()
     };
     if let Some(dev) = &sc.swap_dev {
-        step("swap", disk::swap_on(dev));
+        step("swap", &format!("swapon {dev}"), true, disk::swap_on(dev));
     }
     if sc.zram_mib > 0 {
-        step("swap", disk::zram_on(sc.zram_mib));
+        step("swap", "zram", true, disk::zram_on(sc.zram_mib));
     }
-    if sc.net {
-        step("net", net::up());
-    }
-    if sc.ssh {
-        step("entropy", net::seed_entropy(guest::SEED));
+    let net_ok = !sc.net || step("net", "eth0 10.0.2.15/24", false, net::up());
+    // No network: no SSH server to wait for (nobody could reach it).
+    if sc.ssh && net_ok {
+        step(
+            "entropy",
+            guest::SEED,
+            false,
+            net::seed_entropy(guest::SEED),
+        );
         let argv = guest::dropbear_argv();
-        if helpers::spawn_relayed("dropbear", &argv).is_some() {
-            let res = net::wait_listening(guest::SSH_PORT, 15_000)
+        let res = match helpers::spawn_relayed("dropbear", &argv) {
+            Some(_) => net::wait_listening(guest::SSH_PORT, 15_000)
                 .map(|ms| format!("dropbear listening on port 22 after {ms:.0} ms"))
-                .ok_or_else(|| io::Error::other("dropbear did not listen on port 22 within 15 s"));
-            step("ssh", res);
-        }
+                .ok_or_else(|| io::Error::other("dropbear did not listen on port 22 within 15 s")),
+            None => Err(io::Error::other("dropbear did not start")),
+        };
+        step("ssh", "dropbear on port 22", false, res);
     }
 }
 

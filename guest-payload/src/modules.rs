@@ -49,9 +49,8 @@ pub fn load(path: &str) -> io::Result<()> {
 }
 
 /// Loads every module in order, one `setup` event each (with how long it
-/// took); a failure is reported and the next module is still tried. The
-/// steps belong to what the scenario asked for, so a failure makes the
-/// run `n/a`.
+/// took); a failure is reported and the next module is still tried. What
+/// needed the module (the disk root, the network) reports its own failure.
 pub fn load_all(paths: &[String]) -> bool {
     let mut all = true;
     for p in paths {
@@ -59,7 +58,14 @@ pub fn load_all(paths: &[String]) -> bool {
         let res = load(p);
         let ms = sys::diff_ms(&sys::monotonic(), &t0);
         let name = p.rsplit('/').next().unwrap_or(p);
-        all &= crate::mitigate::report("module", &format!("{name} ({ms:.0} ms)"), &res);
+        let detail = format!("{name} ({ms:.0} ms)");
+        match res {
+            Ok(()) => telemetry::setup("module", true, &detail),
+            Err(e) => {
+                telemetry::setup("module", false, &format!("{detail}: {e}"));
+                all = false;
+            }
+        }
     }
     if !paths.is_empty() {
         telemetry::setup("modules", all, &format!("{} loaded", paths.len()));

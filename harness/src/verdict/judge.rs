@@ -153,10 +153,20 @@ impl RunRecord {
         Some(worst.max(tail).max(0.0))
     }
 
+    /// Why the guest's SSH server never came up (no network driver...):
+    /// the probe then says nothing about the guest.
+    pub fn ssh_unavailable(&self) -> Option<String> {
+        self.setup
+            .iter()
+            .find(|st| !st.ok && ["net", "entropy", "dropbear", "ssh"].contains(&st.what.as_str()))
+            .map(|st| format!("{}: {}", st.what, st.detail))
+    }
+
     /// The longest the guest stopped answering: the canary's silence or the
     /// longest SSH outage.
     pub fn stall_s(&self) -> Option<f64> {
-        let ssh = (!self.ssh.is_empty()).then(|| ssh::longest_outage(&self.ssh).0);
+        let ssh = (!self.ssh.is_empty() && self.ssh_unavailable().is_none())
+            .then(|| ssh::longest_outage(&self.ssh).0);
         match (self.canary_silence(), ssh) {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or(0.0).max(b.unwrap_or(0.0))),
@@ -454,9 +464,16 @@ impl RunRecord {
             ));
         }
         let delta = |v: Option<(u64, u64)>| v.map(|(a, b)| b.saturating_sub(a));
+        let unavailable = self.ssh_unavailable();
+        if let (Some(why), Some(_)) = (&unavailable, &self.ssh_setup) {
+            notes.push(format!(
+                "the SSH probe could not run (the guest's SSH server never came up: {why}); no SSH evidence"
+            ));
+        }
         let ssh = self
             .ssh_setup
             .as_ref()
+            .filter(|_| unavailable.is_none())
             .map(|setup| ssh::evidence(&self.ssh, setup, ready, self.window_end().max(ready), 5));
         if let Some(s) = &ssh {
             if s.attempts > 0 && !s.could_log_in {

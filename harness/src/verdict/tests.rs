@@ -282,15 +282,13 @@ fn a_guest_that_stops_answering_is_thrashing_not_a_livelock() {
         &mut r,
         r#"{"t":1.1,"ev":"spawn","pid":10,"ppid":1,"role":"master"}"#.into(),
     );
-    let mut pid = 11;
-    for i in 0..30 {
-        let t = 1.2 + i as f64;
+    for i in 0..30u32 {
+        let (t, pid) = (1.2 + f64::from(i), 11 + i);
         tel(
             &mut r,
             format!(r#"{{"t":{t},"ev":"spawn","pid":{pid},"ppid":10,"role":"worker"}}"#),
         );
         kill(&mut r, t + 0.5, pid);
-        pid += 1;
     }
     // Ticks every 0.1 s, but one stall of 12 s in the middle.
     let mut t = 1.0;
@@ -357,8 +355,7 @@ fn a_failed_machine_step_is_na_and_says_so() {
     let mut r = RunRecord::new(1);
     tel(
         &mut r,
-        r#"{"t":0.5,"ev":"setup","what":"net","ok":false,"detail":"no eth0","mitigation":true}"#
-            .into(),
+        r#"{"t":0.5,"ev":"setup","what":"root","ok":false,"detail":"switch root to /dev/vda: no disk","mitigation":true}"#.into(),
     );
     tel(
         &mut r,
@@ -368,8 +365,38 @@ fn a_failed_machine_step_is_na_and_says_so() {
     assert_eq!(j.verdict, Verdict::NotApplicable);
     assert!(
         j.why
-            .starts_with("the scenario's machine could not be set up: net"),
+            .starts_with("the scenario's machine could not be set up: root"),
         "{}",
         j.why
+    );
+}
+
+#[test]
+fn without_an_ssh_server_the_run_is_judged_without_ssh_evidence() {
+    let mut r = base(12.0);
+    tel(
+        &mut r,
+        r#"{"t":1.5,"ev":"setup","what":"net","ok":false,"detail":"eth0 10.0.2.15/24: no eth0","mitigation":false}"#.into(),
+    );
+    let failed: Vec<SshAttempt> = (0..10)
+        .map(|i| SshAttempt {
+            t: 2.0 + i as f64,
+            ok: false,
+            latency_ms: 1.0,
+            error: Some("connect: refused".into()),
+        })
+        .collect();
+    r.add_ssh(SshSetup::default(), failed);
+    let j = r.judge(&limits());
+    assert_ne!(j.verdict, Verdict::Thrashing, "{}", j.why);
+    assert_ne!(j.verdict, Verdict::NotApplicable, "{}", j.why);
+    assert!(j.evidence.ssh.is_none());
+    assert!(
+        j.evidence
+            .notes
+            .iter()
+            .any(|n| n.contains("SSH probe could not run")),
+        "{:?}",
+        j.evidence.notes
     );
 }
