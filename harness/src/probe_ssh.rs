@@ -253,7 +253,6 @@ mod tests {
         assert_eq!(a.host_dropbear.len(), 83);
         assert_eq!(&a.host_dropbear[4..15], b"ssh-ed25519");
         // The public half sits at the end of dropbear's blob.
-        let PublicKey { .. } = a.host_public.clone();
         let pk = a.host_public.key_data().ed25519().unwrap().0;
         assert_eq!(&a.host_dropbear[51..], &pk);
         assert!(a.client_authorized.starts_with("ssh-ed25519 "));

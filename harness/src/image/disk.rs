@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::tree::{GuestTree, Node};
+use super::tree::GuestTree;
 use super::ImageError;
 
 /// e2fsprogs lives in /sbin, which a normal user's PATH may lack.
@@ -115,12 +115,6 @@ pub fn write_swap(out: &Path, mib: u64) -> Result<(), ImageError> {
         .map_err(|e| ImageError::io(format!("write {}", out.display()), e))
 }
 
-/// Whether a tree's folder is one the guest needs to own alone (the SSH
-/// server checks `/root` and `/root/.ssh`).
-pub fn is_private_dir(n: &Node) -> bool {
-    matches!(n, Node::Dir { mode } if mode & 0o077 == 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,7 +149,6 @@ mod tests {
         t.bytes("/root/.ssh/authorized_keys", 0o600, "ssh-ed25519 AAAA k\n");
         t.bytes("/init", 0o755, b"\x7fELF".to_vec());
         t.symlink("/bin/sh", "busybox");
-        assert!(is_private_dir(t.get("/root").unwrap()));
         let img = d.path().join("disk.ext4");
         let size = write_ext4(&t, &d.path().join("stage"), &img).unwrap();
         assert_eq!(std::fs::metadata(&img).unwrap().len(), size);
