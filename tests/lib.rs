@@ -107,3 +107,50 @@ pub const JUNIT_READ: &str = "import json, sys\n\
 from junitparser import JUnitXml\n\
 x = JUnitXml.fromfile(sys.argv[1])\n\
 print(json.dumps([[s.name, s.tests, s.failures, s.errors, s.skipped, [[c.name, c.is_passed, c.is_skipped] for c in s]] for s in x]))\n";
+
+/// `oomlab run SCENARIO --out OUT/run --json OUT/report.json` from the
+/// workspace root: exit code, report, and both output streams.
+pub fn run_oomlab(scenario: &Path, out: &Path) -> (i32, serde_json::Value, String) {
+    let json = out.join("report.json");
+    let o = Command::new(oomlab_bin())
+        .current_dir(root())
+        .arg("run")
+        .arg(scenario)
+        .arg("--out")
+        .arg(out.join("run"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run oomlab");
+    let logs = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("no report ({e})\n{logs}"));
+    let v = serde_json::from_str(&text).expect("report is JSON");
+    (o.status.code().unwrap_or(-1), v, logs)
+}
+
+/// A number at a dotted path of a report.
+pub fn num(v: &serde_json::Value, path: &str) -> f64 {
+    path.split('.')
+        .fold(v, |v, k| &v[k])
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path} missing in {v:#}"))
+}
+
+/// TCP sockets listening on `port` in `/proc/net/tcp` and `tcp6` text:
+/// their local addresses as the kernel writes them (hex).
+pub fn listeners(proc_net_tcp: &str, port: u16) -> Vec<String> {
+    let want = format!("{port:04X}");
+    proc_net_tcp
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (addr, p) = f.get(1)?.rsplit_once(':')?;
+            (p == want && f.get(3) == Some(&"0A")).then(|| addr.to_string())
+        })
+        .collect()
+}

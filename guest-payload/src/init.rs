@@ -4,12 +4,12 @@
 use std::io;
 
 use oomlab_protocol::conf::{self, GuestConf as Scenario};
-use oomlab_protocol::{Event, Role, CONF_PATH};
+use oomlab_protocol::{guest, Event, Role, RootKind, CONF_PATH};
 
 use crate::mitigate::{self, Plan};
 use crate::sys::{self, Fork};
 use crate::telemetry;
-use crate::{canary, helpers, master, sample};
+use crate::{canary, disk, helpers, load, master, modules, net, program, sample};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -65,16 +65,20 @@ fn install_panic_hook() {
 fn orchestrate(mode: Mode) -> i32 {
     let guest = mode == Mode::Guest;
     let mut mounts = Vec::new();
+    // After a switch to the disk root, stage 1's mounts were moved along.
+    let stage2 = guest && disk::on_disk_root();
     if guest {
         for (src, target, fstype) in [
             ("proc", "/proc", "proc"),
             ("sysfs", "/sys", "sysfs"),
             ("devtmpfs", "/dev", "devtmpfs"),
         ] {
-            mounts.push((
-                format!("{fstype} on {target}"),
-                sys::mount(src, target, fstype),
-            ));
+            let res = if stage2 {
+                Ok(())
+            } else {
+                sys::mount(src, target, fstype)
+            };
+            mounts.push((format!("{fstype} on {target}"), res));
         }
         sys::ensure_console_fds();
     }
@@ -116,6 +120,22 @@ fn orchestrate(mode: Mode) -> i32 {
     let (sc, diags) = conf::parse(&text);
     for d in &diags {
         telemetry::error(&d.to_string());
+    }
+
+    if guest {
+        bring_up(&sc, stage2);
+    } else {
+        for (asked, what) in [
+            (!sc.module.is_empty(), "module"),
+            (sc.root == RootKind::Disk, "root"),
+            (sc.net, "net"),
+            (sc.ssh, "ssh"),
+            (sc.swap_dev.is_some() || sc.zram_mib > 0, "swap"),
+        ] {
+            if asked {
+                telemetry::setup(what, false, "skipped in self-test");
+            }
+        }
     }
 
     let first = sample::read();
@@ -170,11 +190,33 @@ fn orchestrate(mode: Mode) -> i32 {
             children.push((pid, Role::Canary));
         }
     }
-    let master = fork_child(Role::Master, || {
-        master::run(&sc, &plan, join.as_ref().map(|j| j.procs_file.as_str()))
-    });
+    let join_file = join.as_ref().map(|j| j.procs_file.as_str());
+    let master = match &sc.program {
+        Some(path) => {
+            refuse_master_only(&plan);
+            let mut argv = vec![path.clone()];
+            argv.extend(sc.program_arg.iter().cloned());
+            program::start(&argv, &plan, join_file).map(|st| {
+                children.extend(st.helpers.iter().map(|&p| (p, Role::Helper)));
+                st.master
+            })
+        }
+        None => fork_child(Role::Master, || master::run(&sc, &plan, join_file)),
+    };
     if let Some(pid) = master {
         children.push((pid, Role::Master));
+    }
+    if sc.load_port > 0 {
+        let port = u16::try_from(sc.load_port).unwrap_or(80);
+        let (conns, kib) = (sc.load_connections, sc.load_body_kib);
+        if let Some(pid) = fork_child(Role::Helper, move || {
+            sys::unblock_all_signals();
+            // The clients stand for the outside world: never the victim.
+            let _ = mitigate::set_own_oom_score_adj(-1000);
+            load::run(port, conns, kib)
+        }) {
+            children.push((pid, Role::Helper));
+        }
     }
     if let Some(spec) = &plan.earlyoom {
         if guest {
@@ -196,7 +238,9 @@ fn orchestrate(mode: Mode) -> i32 {
     }
 
     sample::emit(&sample::read());
-    supervise(&sc, &ready, &mut children);
+    // A program's workers are followed (program.rs); when its master dies
+    // they come to PID 1 as orphans, already reported.
+    supervise(&sc, &ready, &mut children, sc.program.is_none());
 
     // Stop the workload before saying `done`, so `done` is the last line:
     // a canary tick written after it would be outside the window.
@@ -225,16 +269,21 @@ fn orchestrate(mode: Mode) -> i32 {
 
 /// Reaps children (ours by role, reparented ones as "orphan") and samples
 /// memory until `duration_ms` after `ready`.
-fn supervise(sc: &Scenario, ready: &libc::timespec, children: &mut Vec<(i32, Role)>) {
+fn supervise(
+    sc: &Scenario,
+    ready: &libc::timespec,
+    children: &mut Vec<(i32, Role)>,
+    report_orphans: bool,
+) {
     let deadline = sys::add_ms(ready, sc.duration_ms);
     let mut next_sample = sys::add_ms(ready, sc.sample_ms);
     loop {
         while let Some((pid, how)) = sys::reap(true) {
-            let role = match children.iter().position(|&(p, _)| p == pid) {
-                Some(i) => children.swap_remove(i).1,
-                None => Role::Orphan,
-            };
-            telemetry::exit(pid, role, how);
+            match children.iter().position(|&(p, _)| p == pid) {
+                Some(i) => telemetry::exit(pid, children.swap_remove(i).1, how),
+                None if report_orphans => telemetry::exit(pid, Role::Orphan, how),
+                None => {}
+            }
         }
         let now = sys::monotonic();
         if sys::diff_ms(&now, &deadline) >= 0.0 {
@@ -255,6 +304,92 @@ fn supervise(sc: &Scenario, ready: &libc::timespec, children: &mut Vec<(i32, Rol
             }
         }
         sys::wait_sigchld(sys::diff_ms(&wake, &sys::monotonic()));
+    }
+}
+
+/// What the scenario asked of the machine before the workload: modules,
+/// the disk root (stage 1 switches to it and runs the disk's `/init`, which
+/// comes back here as stage 2), swap, the network and the SSH server. Each
+/// step is a `setup` event that makes the run `n/a` if it fails.
+fn bring_up(sc: &Scenario, stage2: bool) {
+    if stage2 {
+        telemetry::setup(
+            "root",
+            true,
+            &format!("running from {} (ext4)", guest::ROOT_DEV),
+        );
+    } else {
+        modules::load_all(&sc.module);
+        if sc.root == RootKind::Disk {
+            let e = disk::switch_root();
+            mitigate::report(
+                "root",
+                &format!("switch root to {}", guest::ROOT_DEV),
+                &Err(e),
+            );
+        }
+    }
+    // The swap is part of the machine under test: its failure makes the
+    // run `n/a`. The network and the SSH server are the probe's: without
+    // them the run is still judged, without SSH evidence.
+    let step = |what: &str, desc: &str, subject: bool, res: io::Result<String>| -> bool {
+        let (detail, res) = match res {
+            Ok(d) => (d, Ok(())),
+            Err(e) => (desc.to_string(), Err(e)),
+        };
+        if subject {
+            return mitigate::report(what, &detail, &res);
+        }
+        match &res {
+            Ok(()) => telemetry::setup(what, true, &detail),
+            Err(e) => telemetry::setup(what, false, &format!("{detail}: {e}")),
+        }
+        res.is_ok()
+    };
+    if let Some(dev) = &sc.swap_dev {
+        step("swap", &format!("swapon {dev}"), true, disk::swap_on(dev));
+    }
+    if sc.zram_mib > 0 {
+        step("swap", "zram", true, disk::zram_on(sc.zram_mib));
+    }
+    let net_ok = !sc.net || step("net", "eth0 10.0.2.15/24", false, net::up());
+    // No network: no SSH server to wait for (nobody could reach it).
+    if sc.ssh && net_ok {
+        step(
+            "entropy",
+            guest::SEED,
+            false,
+            net::seed_entropy(guest::SEED),
+        );
+        let argv = guest::dropbear_argv();
+        let res = match helpers::spawn_relayed("dropbear", &argv) {
+            Some(_) => net::wait_listening(guest::SSH_PORT, 15_000)
+                .map(|ms| format!("dropbear listening on port 22 after {ms:.0} ms"))
+                .ok_or_else(|| io::Error::other("dropbear did not listen on port 22 within 15 s")),
+            None => Err(io::Error::other("dropbear did not start")),
+        };
+        step("ssh", "dropbear on port 22", false, res);
+    }
+}
+
+/// Mitigations that live in the payload's own master cannot be applied to
+/// a real program: each is reported as not applied (the run is `n/a`).
+fn refuse_master_only(plan: &Plan) {
+    let refuse = |what: &str| {
+        mitigate::report(
+            what,
+            "the payload's master applies it; a program workload cannot",
+            &Err(io::Error::other("not applicable to a program workload")),
+        )
+    };
+    if plan.backoff.is_some() {
+        refuse("respawn_backoff");
+    }
+    if plan.limit.is_some() {
+        refuse("respawn_limit");
+    }
+    if plan.worker_adj.is_some() {
+        refuse("oom_score_adj");
     }
 }
 

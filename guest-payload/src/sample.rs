@@ -12,6 +12,9 @@ pub struct MemSample {
     pub swap_free_kib: Option<u64>,
     /// `/proc/vmstat` has it since 4.13.
     pub oom_kill: Option<u64>,
+    pub pgmajfault: Option<u64>,
+    /// `workingset_refault_file` (5.9+), else `workingset_refault`.
+    pub refault_file: Option<u64>,
 }
 
 /// Value of `Key:   1234 kB` in meminfo-style text.
@@ -40,6 +43,9 @@ pub fn parse(meminfo: &str, vmstat: &str) -> MemSample {
         mem_free_kib: meminfo_field(meminfo, "MemFree"),
         swap_free_kib: meminfo_field(meminfo, "SwapFree"),
         oom_kill: vmstat_field(vmstat, "oom_kill"),
+        pgmajfault: vmstat_field(vmstat, "pgmajfault"),
+        refault_file: vmstat_field(vmstat, "workingset_refault_file")
+            .or_else(|| vmstat_field(vmstat, "workingset_refault")),
     }
 }
 
@@ -56,6 +62,8 @@ pub fn emit(s: &MemSample) {
         mem_free_kib: s.mem_free_kib,
         swap_free_kib: s.swap_free_kib,
         oom_kill: s.oom_kill,
+        pgmajfault: s.pgmajfault,
+        refault_file: s.refault_file,
     });
 }
 
@@ -67,7 +75,8 @@ mod tests {
     fn parses_proc_files() {
         let meminfo = "MemTotal:         230000 kB\nMemFree:           12000 kB\n\
                        MemAvailable:      15000 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n";
-        let vmstat = "nr_free_pages 3000\noom_kill_x 9\noom_kill 17\n";
+        let vmstat = "nr_free_pages 3000\noom_kill_x 9\noom_kill 17\npgmajfault 5\n\
+                      workingset_refault_anon 1\nworkingset_refault_file 44\n";
         let s = parse(meminfo, vmstat);
         assert_eq!(
             s,
@@ -77,6 +86,8 @@ mod tests {
                 mem_free_kib: Some(12_000),
                 swap_free_kib: Some(0),
                 oom_kill: Some(17),
+                pgmajfault: Some(5),
+                refault_file: Some(44),
             }
         );
     }
@@ -87,5 +98,7 @@ mod tests {
         assert_eq!(s.mem_total_kib, Some(100));
         assert_eq!(s.mem_available_kib, None);
         assert_eq!(s.oom_kill, None);
+        let s = parse("", "workingset_refault 7\n");
+        assert_eq!(s.refault_file, Some(7));
     }
 }

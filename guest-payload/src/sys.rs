@@ -258,8 +258,13 @@ pub fn kernel_release() -> String {
 /// processing, so the harness reads exactly the bytes written.
 pub fn open_raw_tty(path: &CStr) -> io::Result<i32> {
     // SAFETY: NUL-terminated path; O_NOCTTY keeps PID 1 from acquiring it as
-    // controlling terminal.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NOCTTY) };
+    // controlling terminal; programs it runs do not inherit it.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

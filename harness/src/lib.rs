@@ -4,7 +4,8 @@
 //! `scenario` (YAML in) -> `image` (kernel + initramfs) -> `vm` (QEMU, console
 //! and telemetry) -> `events` (typed kernel + payload events, one timeline) ->
 //! `verdict` (livelock / recovered / ...) -> `report` (terminal, JSON).
-//! `analyze` reuses `events` on logs from real machines.
+//! `analyze` reuses `events` on logs from real machines. `probe_ssh` logs
+//! into the guest from the host while it runs.
 
 pub mod analyze;
 pub mod atomic;
@@ -12,6 +13,7 @@ pub mod events;
 pub mod experiment;
 pub mod image;
 pub mod matrix;
+pub mod probe_ssh;
 pub mod report;
 pub mod scenario;
 pub mod text;

@@ -50,6 +50,7 @@ fn limits(early: bool) -> Limits {
         boot_s: 2.0,
         wall_s: 20.0,
         early_verdict: early,
+        ..Limits::default()
     }
 }
 
@@ -67,6 +68,7 @@ fn run_script(script: &str, pace_ms: u64, limits: Limits, prepare: impl FnOnce(&
         cmdline: format!("console=ttyS0 fake.script={script} fake.pace_ms={pace_ms}"),
         scratch: scratch.path().to_path_buf(),
         keep_logs: Some(logs.path().to_path_buf()),
+        devices: Vec::new(),
     };
     let mut record = RunRecord::new(4);
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -99,6 +99,42 @@ impl ConfValue for Respawn {
     }
 }
 
+/// What the guest runs on once the modules are loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
+pub enum RootKind {
+    /// Stay on the initramfs: every page of every program is in RAM and
+    /// can never be evicted.
+    #[default]
+    Initramfs,
+    /// Mount the ext4 disk [`crate::guest::ROOT_DEV`] and switch root to it,
+    /// as a real machine runs: program pages can be dropped under memory
+    /// pressure and read back from the disk.
+    Disk,
+}
+
+impl ConfValue for RootKind {
+    const SHAPE: &'static str = "initramfs|disk";
+    fn parse(v: &str) -> Result<Self, String> {
+        match v {
+            "initramfs" => Ok(RootKind::Initramfs),
+            "disk" => Ok(RootKind::Disk),
+            _ => Err(format!("expected initramfs or disk, got `{v}`")),
+        }
+    }
+    fn show(&self) -> String {
+        match self {
+            RootKind::Initramfs => "initramfs",
+            RootKind::Disk => "disk",
+        }
+        .to_string()
+    }
+}
+
 /// An `oom_score_adj` value, -1000..=1000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OomScoreAdj(pub i32);
@@ -271,6 +307,36 @@ guest_conf! {
     /// A mitigation under test, as `kind field=value ...` (see the
     /// mitigation tables below).
     mitigation: many Mitigation;
+    /// A kernel module file to load with `finit_module` before anything
+    /// else, in the order given (dependencies first; `.ko.xz` files with
+    /// `MODULE_INIT_COMPRESSED_FILE`).
+    module: many String;
+    /// What to run on after the modules: `disk` mounts `/dev/vda` (ext4)
+    /// and switches root to it, then runs `/init` from the disk.
+    root: one RootKind = RootKind::Initramfs;
+    /// Bring up `lo` and `eth0` as 10.0.2.15/24 (QEMU user networking; the
+    /// host forward arrives from 10.0.2.2, so no route is needed).
+    net: one bool = false;
+    /// Start the SSH server (dropbear, host key in the image) and wait
+    /// until it listens on port 22 before `ready`; needs `net`.
+    ssh: one bool = false;
+    /// A block device that holds a swap signature, to `swapon`.
+    swap_dev: opt String;
+    /// zram swap of this many MiB (0 = none); needs the zram module.
+    zram_mib: one u64 = 0;
+    /// Run this program as the workload instead of the payload's own
+    /// master (absolute path in the image); its children are its workers.
+    program: opt String;
+    /// One argument of `program` (repeatable, in order).
+    program_arg: many String;
+    /// Slow clients inside the guest: connect to 127.0.0.1 on this TCP port
+    /// (0 = none), send a request body short of its `Content-Length` and
+    /// hold the connection.
+    load_port: one u32 = 0;
+    /// Connections the slow clients keep open.
+    load_connections: one u32 = 0;
+    /// KiB of body each connection sends (it announces one byte more).
+    load_body_kib: one u64 = 0;
 }
 
 /// Parses the file. Blank lines and `#` comments are skipped; a repeated key

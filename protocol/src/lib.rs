@@ -10,11 +10,12 @@
 //! `serde` feature to read telemetry.
 
 pub mod conf;
+pub mod guest;
 pub mod json;
 pub mod mitigation;
 pub mod telemetry;
 
-pub use conf::{GuestConf, OomScoreAdj, Respawn};
+pub use conf::{GuestConf, OomScoreAdj, Respawn, RootKind};
 pub use mitigation::{AdjWhen, GuestProgram, Mitigation, MitigationError, SysctlKey};
 pub use telemetry::{Event, Role, Telemetry};
 

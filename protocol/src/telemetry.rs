@@ -115,6 +115,14 @@ pub enum Event {
         swap_free_kib: Option<u64>,
         #[cfg_attr(feature = "serde", serde(default))]
         oom_kill: Option<u64>,
+        /// `/proc/vmstat` `pgmajfault`: page faults that had to read from
+        /// a disk (a program's text dropped and read back).
+        #[cfg_attr(feature = "serde", serde(default))]
+        pgmajfault: Option<u64>,
+        /// `/proc/vmstat` `workingset_refault_file` (5.9+; older kernels
+        /// `workingset_refault`): evicted file pages read back soon after.
+        #[cfg_attr(feature = "serde", serde(default))]
+        refault_file: Option<u64>,
     },
     Error {
         msg: String,
@@ -194,6 +202,8 @@ impl Event {
                 mem_free_kib: Some(12_000),
                 swap_free_kib: Some(0),
                 oom_kill: Some(17),
+                pgmajfault: Some(912),
+                refault_file: Some(4_410),
             },
             Event::Error {
                 msg: "master: fork failed".into(),
@@ -266,12 +276,16 @@ impl Telemetry {
                 mem_free_kib,
                 swap_free_kib,
                 oom_kill,
+                pgmajfault,
+                refault_file,
             } => o
                 .opt_uint("mem_total_kib", *mem_total_kib)
                 .opt_uint("mem_available_kib", *mem_available_kib)
                 .opt_uint("mem_free_kib", *mem_free_kib)
                 .opt_uint("swap_free_kib", *swap_free_kib)
-                .opt_uint("oom_kill", *oom_kill),
+                .opt_uint("oom_kill", *oom_kill)
+                .opt_uint("pgmajfault", *pgmajfault)
+                .opt_uint("refault_file", *refault_file),
             Event::Error { msg } => o.str("msg", msg),
             Event::Log { src, line } => o.str("src", src).str("line", line),
             Event::Kill {

@@ -77,6 +77,14 @@ enum Cmd {
         #[arg(long, value_name = "DOT_CONFIG")]
         check: Option<PathBuf>,
     },
+    /// Fetch what the shipped scenarios' guests need ahead of a run: the
+    /// Debian programs (dropbear, busybox, nginx...) and the kernel's
+    /// modules; runs fetch the same on first use.
+    FetchGuest {
+        /// Catalogue kernel whose modules to fetch (default: the default kernel).
+        #[arg(long)]
+        kernel: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -182,6 +190,9 @@ fn real_main() -> Result<ExitCode> {
             } else {
                 Ok(ExitCode::FAILURE)
             }
+        }
+        Cmd::FetchGuest { kernel } => {
+            fetch_guest(&root, kernel.as_deref()).map(|_| ExitCode::SUCCESS)
         }
         Cmd::Ci => {
             for args in [
@@ -317,6 +328,39 @@ fn setup(root: &Path) -> Result<()> {
         p.reason
     );
     fetch_kernel(kernel::DEFAULT_KERNEL)
+}
+
+/// Programs of every scenario under `scenarios/`, and the modules of a kernel.
+fn fetch_guest(root: &Path, kernel_name: Option<&str>) -> Result<()> {
+    let mut dir: Vec<PathBuf> = std::fs::read_dir(root.join("scenarios"))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    dir.sort();
+    for p in dir {
+        let sc = oomlab::scenario::Scenario::load(&p)?;
+        for prog in image::guest::wanted_programs(&sc)? {
+            let what = if prog.package.is_empty() {
+                "host"
+            } else {
+                &prog.package
+            };
+            println!(
+                "{}: {what} {} {} ({} files)",
+                sc.name,
+                prog.version,
+                prog.path,
+                prog.files.len()
+            );
+        }
+    }
+    let k = image::resolve_kernel(kernel_name.unwrap_or(kernel::DEFAULT_KERNEL))?;
+    match image::modules::ensure_modules(&k)? {
+        Some(d) => println!("modules of {}: {}", k.name, d.display()),
+        None => println!("modules of {}: none known (a kernel of your own)", k.name),
+    }
+    Ok(())
 }
 
 /// The CI-format tests check oomlab's KCIDB and JUnit output with the

@@ -16,6 +16,8 @@ use super::telemetry::TelemetryEvent;
 pub enum TimelineEvent {
     Kernel(KernelEvent),
     Payload(TelemetryEvent),
+    /// An SSH login the host tried (its start on the guest's clock).
+    Ssh(crate::verdict::SshAttempt),
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

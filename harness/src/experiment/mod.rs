@@ -13,9 +13,10 @@ use tokio::sync::{mpsc::UnboundedSender, watch};
 pub use probe::{choose_accel, probe_scenario};
 
 use crate::image::{self, ImageError, KernelImage};
+use crate::probe_ssh::{self, SshKeys};
 use crate::report::{self, KernelInfo, Report, Timings};
 use crate::scenario::{Accel, Scenario};
-use crate::verdict::{Live, RunRecord, Verdict};
+use crate::verdict::{Live, RunRecord, SshAttempt, SshSetup, Verdict};
 use crate::vm::accel::AccelDecision;
 use crate::vm::{self, Cancel, Output, StopReason, VmConfig, VmError};
 
@@ -485,47 +486,78 @@ pub async fn boot_and_judge(
     .map_err(io(format!("write {}/scenario.yaml", out_dir.display())))?;
     say(Progress::Start(Stage::Image));
     let scratch = scratch_dir()?;
-    let initrd = scratch.path().join("initrd.cpio");
-    let programs = {
-        let wanted: Vec<_> = scenario
-            .mitigations
-            .iter()
-            .flat_map(|m| m.programs().iter().copied())
-            .collect();
-        // A first use fetches the package: a signal must end the wait.
+    let ssh = &scenario.ssh;
+    let keys = if ssh.enabled {
+        Some(std::sync::Arc::new(
+            SshKeys::generate().map_err(io("generate the run's SSH keys"))?,
+        ))
+    } else {
+        None
+    };
+    let guest = {
+        let (sc, k, p, dir, keys) = (
+            scenario.clone(),
+            kernel.clone(),
+            payload.clone(),
+            scratch.path().to_path_buf(),
+            keys.clone(),
+        );
+        // A first use fetches packages and modules: a signal must end the wait.
         interruptible(
-            blocking(move || {
-                wanted
-                    .iter()
-                    .map(image::programs::program_files)
-                    .collect::<Result<Vec<_>, _>>()
-            }),
+            blocking(move || image::guest::build(&sc, &k, &p, &dir, keys.as_deref())),
             cancel.clone(),
         )
         .await?
     };
-    {
-        let files: Vec<_> = programs.iter().flat_map(|p| p.files.clone()).collect();
-        let (initrd, payload, conf) = (
-            initrd.clone(),
-            payload.clone(),
-            scenario.guest_conf().render(),
-        );
-        blocking(move || image::write_initramfs(&initrd, &payload, &conf, &files)).await?;
+    say(Progress::Done(StageDone::Image { bytes: guest.bytes }));
+    let mut devices = Vec::new();
+    let port = match &keys {
+        Some(_) => {
+            let port =
+                probe_ssh::free_loopback_port().map_err(io("find a free port on 127.0.0.1"))?;
+            devices.extend(vm::args::net_args(port));
+            port
+        }
+        None => 0,
+    };
+    if let Some(d) = &guest.disk {
+        let t = &scenario.vm.disk;
+        let throttle = vm::args::Throttle {
+            iops: t.iops,
+            bps: u64::from(t.bps_kib) * 1024,
+            burst_s: t.burst_s,
+        };
+        devices.extend(vm::args::disk_args("root", d, throttle));
     }
-    let bytes = std::fs::metadata(&initrd).map(|m| m.len()).unwrap_or(0);
-    say(Progress::Done(StageDone::Image { bytes }));
+    if let Some(sw) = &guest.swap {
+        devices.extend(vm::args::disk_args("swap", sw, Default::default()));
+    }
     let cfg = VmConfig {
         qemu,
         accel: decision.used,
         kernel: image::kernel::boot_image(&kernel),
-        initrd,
+        initrd: guest.initrd.clone(),
         memory_mib: scenario.vm.memory_mib,
         cpus: scenario.vm.cpus,
         cmdline: vm::args::kernel_cmdline(&scenario.vm.cmdline),
         scratch: scratch.path().to_path_buf(),
         keep_logs: Some(out_dir.to_path_buf()),
+        devices,
     };
+    // The SSH probe starts when the guest says `ready` (dropbear listens
+    // by then) and stops with the VM.
+    let (booted_tx, booted_rx) = watch::channel(None::<std::time::Instant>);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let prober = keys.clone().map(|k| {
+        tokio::spawn(probe_ssh::probe(
+            port,
+            k,
+            std::time::Duration::from_millis(u64::from(ssh.interval_ms)),
+            std::time::Duration::from_millis(u64::from(ssh.timeout_ms)),
+            booted_rx.clone(),
+            stop_rx,
+        ))
+    });
     let (vm_tx, mut vm_rx) = tokio::sync::mpsc::unbounded_channel();
     let forward = {
         let ui = ui.clone();
@@ -534,10 +566,16 @@ pub async fn boot_and_judge(
             while let Some(o) = vm_rx.recv().await {
                 match o {
                     Output::Booted { boot_s } => {
+                        let _ = booted_tx.send(Some(std::time::Instant::now()));
                         tell(Progress::Done(StageDone::Boot { boot_s }));
                         tell(Progress::Start(Stage::Observe));
                     }
-                    Output::Stopping(why) => tell(Progress::Done(StageDone::Observe(why))),
+                    Output::Stopping(why) => {
+                        // Before QEMU is stopped: a login cut by that is
+                        // not the guest's failure.
+                        let _ = stop_tx.send(true);
+                        tell(Progress::Done(StageDone::Observe(why)))
+                    }
                     o => tell(Progress::Vm(o)),
                 }
             }
@@ -557,6 +595,31 @@ pub async fn boot_and_judge(
     )
     .await?;
     let _ = forward.await;
+    if let (Some(p), Some(k)) = (prober, &keys) {
+        let attempts = p.await.unwrap_or_default();
+        let booted = *booted_rx.borrow();
+        if let (Some(b), Some(ready)) = (booted, record.ready_t) {
+            let mapped = attempts
+                .into_iter()
+                .map(|a| SshAttempt {
+                    t: ready + a.start.saturating_duration_since(b).as_secs_f64(),
+                    ok: a.result.is_ok(),
+                    latency_ms: (a.latency.as_secs_f64() * 1e6).round() / 1e3,
+                    error: a.result.err(),
+                })
+                .collect();
+            record.add_ssh(
+                SshSetup {
+                    interval_ms: u64::from(ssh.interval_ms),
+                    timeout_ms: u64::from(ssh.timeout_ms),
+                    host_key: k.host_fingerprint(),
+                    client_key: k.client_fingerprint(),
+                    port,
+                },
+                mapped,
+            );
+        }
+    }
     drop(scratch);
     if let StopReason::Interrupted(sig) = out.stop {
         return Err(ExperimentError::Interrupted(sig));
@@ -574,6 +637,7 @@ pub async fn boot_and_judge(
     say(Progress::Start(Stage::Judge));
     record.apply_stop(&out.stop, &scenario.limits);
     let mut judgement = record.judge(&scenario.limits);
+    judgement.evidence.notes.extend(guest.notes.iter().cloned());
     if !out.qemu_stderr.is_empty() {
         judgement
             .evidence
@@ -624,12 +688,13 @@ pub async fn boot_and_judge(
         qemu_argv: out.argv,
         worker_uid: scenario.workload.worker_uid,
         qemu_version,
-        programs: programs
+        programs: guest
+            .programs
             .iter()
             .map(|p| report::ProgramInfo {
-                package: p.program.package.to_string(),
+                package: p.package.clone(),
                 version: p.version.clone(),
-                path: p.program.path.to_string(),
+                path: p.path.clone(),
             })
             .collect(),
         evidence_errors: log_errors.clone(),

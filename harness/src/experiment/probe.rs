@@ -36,6 +36,7 @@ pub fn probe_scenario() -> Scenario {
             boot_s: 10.0,
             wall_s: 15.0,
             early_verdict: false,
+            ..Limits::default()
         },
         workload: Workload {
             workers: 1,
@@ -45,6 +46,7 @@ pub fn probe_scenario() -> Scenario {
             ..Workload::default()
         },
         mitigations: Vec::new(),
+        ssh: Default::default(),
     }
 }
 
@@ -86,6 +88,7 @@ async fn probe_kvm(
         cmdline: vm::args::kernel_cmdline(&[]),
         scratch: scratch.path().to_path_buf(),
         keep_logs: None,
+        devices: Vec::new(),
     };
     let started = Instant::now();
     let mut record = RunRecord::for_workload(&sc.workload);

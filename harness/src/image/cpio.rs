@@ -14,6 +14,7 @@ const HEADER_LEN: usize = 110;
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFREG: u32 = 0o100000;
 pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFLNK: u32 = 0o120000;
 
 /// One header's variable fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +86,11 @@ impl<W: Write> CpioWriter<W> {
     /// A regular file with `perm` bits (e.g. 0o755 for `/init`).
     pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) -> Result<(), ImageError> {
         self.entry(name, S_IFREG | (perm & 0o7777), 1, (0, 0), data)
+    }
+
+    /// A symbolic link to `target` (its body is the target path).
+    pub fn symlink(&mut self, name: &str, target: &str) -> Result<(), ImageError> {
+        self.entry(name, S_IFLNK | 0o777, 1, (0, 0), target.as_bytes())
     }
 
     /// A character device node, e.g. `/dev/console` = (5, 1).

@@ -163,6 +163,12 @@ pub struct GuestFile {
 /// names are searched under `root` (an extracted package) first, then on
 /// the host.
 pub fn closure(guest: &Path, host: &Path, root: &Path) -> Result<Vec<GuestFile>, String> {
+    closure_in(guest, host, &[root.to_path_buf()])
+}
+
+/// [`closure`] searching several extracted packages (in order) before the
+/// host.
+pub fn closure_in(guest: &Path, host: &Path, roots: &[PathBuf]) -> Result<Vec<GuestFile>, String> {
     let mut files: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
     files.insert(guest.to_path_buf(), host.to_path_buf());
     let mut todo = vec![(guest.to_path_buf(), host.to_path_buf())];
@@ -172,7 +178,7 @@ pub fn closure(guest: &Path, host: &Path, root: &Path) -> Result<Vec<GuestFile>,
         if let Some(interp) = &d.interp {
             let gi = PathBuf::from(interp);
             if !files.contains_key(&gi) {
-                let hi = find_on_host(root, &gi)
+                let hi = find_on_host(roots, &gi)
                     .ok_or_else(|| format!("{}: interpreter {interp} not found", h.display()))?;
                 files.insert(gi.clone(), hi.clone());
                 todo.push((gi, hi));
@@ -194,7 +200,7 @@ pub fn closure(guest: &Path, host: &Path, root: &Path) -> Result<Vec<GuestFile>,
             dirs.extend(HOST_LIB_DIRS.iter().map(PathBuf::from));
             let found = dirs.iter().find_map(|dir| {
                 let gl = dir.join(lib);
-                find_on_host(root, &gl).map(|hl| (gl, hl))
+                find_on_host(roots, &gl).map(|hl| (gl, hl))
             });
             let (gl, hl) =
                 found.ok_or_else(|| format!("{}: library {lib} not found", h.display()))?;
@@ -208,11 +214,14 @@ pub fn closure(guest: &Path, host: &Path, root: &Path) -> Result<Vec<GuestFile>,
         .collect())
 }
 
-/// `path` (absolute, as the guest sees it) under `root`, else on the host.
-fn find_on_host(root: &Path, path: &Path) -> Option<PathBuf> {
+/// `path` (absolute, as the guest sees it) under one of `roots`, else on
+/// the host.
+fn find_on_host(roots: &[PathBuf], path: &Path) -> Option<PathBuf> {
     let rel = path.strip_prefix("/").unwrap_or(path);
-    [root.join(rel), path.to_path_buf()]
-        .into_iter()
+    roots
+        .iter()
+        .map(|r| r.join(rel))
+        .chain(std::iter::once(path.to_path_buf()))
         .find(|p| p.is_file())
 }
 

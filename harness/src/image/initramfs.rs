@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::cpio::CpioWriter;
 use super::elf::GuestFile;
+use super::tree::GuestTree;
 use super::ImageError;
 
 /// Device nodes created in the archive, so `/init` has a console and both
@@ -20,21 +21,14 @@ pub const DEVICE_NODES: [(&str, u32, u32); 4] = [
 /// Directories created in the archive (mount points and scratch).
 pub const DIRS: [&str; 5] = ["dev", "proc", "sys", "oomlab", "tmp"];
 
-/// A file beside the payload (a program, its libraries): its path in the
-/// archive (leading `/` allowed) and its bytes; always executable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Extra {
-    pub path: String,
-    pub data: Vec<u8>,
-}
-
-/// Packs the archive into any writer. Pure apart from the writer: tested on
-/// a `Vec<u8>`.
+/// Packs the archive into any writer: the fixed folders and device nodes,
+/// the `tree` (programs, keys, modules...), the payload as `/init` and the
+/// scenario. Pure apart from the writer: tested on a `Vec<u8>`.
 pub fn pack<W: Write>(
     out: W,
     payload: &[u8],
     scenario_conf: &str,
-    extras: &[Extra],
+    tree: &GuestTree,
 ) -> Result<W, ImageError> {
     let mut w = CpioWriter::new(out);
     for d in DIRS {
@@ -42,23 +36,7 @@ pub fn pack<W: Write>(
         let perm = if d == "tmp" { 0o1777 } else { 0o755 };
         w.dir(d, perm)?;
     }
-    // Every parent folder of the extras, parents first (sorted order).
-    let mut parents = std::collections::BTreeSet::new();
-    for e in extras {
-        let p = Path::new(e.path.trim_start_matches('/'));
-        for a in p.ancestors().skip(1) {
-            let a = a.to_string_lossy();
-            if !a.is_empty() && !DIRS.contains(&a.as_ref()) {
-                parents.insert(a.into_owned());
-            }
-        }
-    }
-    for d in &parents {
-        w.dir(d, 0o755)?;
-    }
-    for e in extras {
-        w.file(e.path.trim_start_matches('/'), 0o755, &e.data)?;
-    }
+    tree.write_cpio(&mut w, &DIRS)?;
     for (name, major, minor) in DEVICE_NODES {
         let perm = if name == "dev/null" { 0o666 } else { 0o600 };
         w.char_dev(name, perm, major, minor)?;
@@ -78,18 +56,21 @@ pub fn write_initramfs(
 ) -> Result<(), ImageError> {
     let data = std::fs::read(payload)
         .map_err(|e| ImageError::io(format!("read payload {}", payload.display()), e))?;
-    let extras = files
-        .iter()
-        .map(|f| {
-            Ok(Extra {
-                path: f.guest.to_string_lossy().into_owned(),
-                data: std::fs::read(&f.host)
-                    .map_err(|e| ImageError::io(format!("read {}", f.host.display()), e))?,
-            })
-        })
-        .collect::<Result<Vec<_>, ImageError>>()?;
+    let mut tree = GuestTree::new();
+    tree.programs(files);
+    write_initramfs_tree(out, &data, scenario_conf, &tree)
+}
+
+/// Writes the initramfs with the payload's bytes and a whole tree,
+/// atomically.
+pub fn write_initramfs_tree(
+    out: &Path,
+    payload: &[u8],
+    scenario_conf: &str,
+    tree: &GuestTree,
+) -> Result<(), ImageError> {
     crate::atomic::write_atomic(out, |w| {
-        pack(w, &data, scenario_conf, &extras)
+        pack(w, payload, scenario_conf, tree)
             .map(|_| ())
             .map_err(std::io::Error::other)
     })
@@ -106,7 +87,7 @@ mod tests {
 
     #[test]
     fn pack_has_every_entry() {
-        let bytes = pack(Vec::new(), b"PAYLOAD", "name=t\n", &[]).unwrap();
+        let bytes = pack(Vec::new(), b"PAYLOAD", "name=t\n", &GuestTree::new()).unwrap();
         for name in ["dev\0", "proc\0", "sys\0", "oomlab\0", "tmp\0", "init\0"] {
             assert!(contains(&bytes, name.as_bytes()), "{name}");
         }
@@ -121,27 +102,25 @@ mod tests {
 
     #[test]
     fn extras_get_their_parent_folders_once() {
-        let extras = [
-            Extra {
-                path: "/usr/bin/earlyoom".into(),
-                data: b"EO".to_vec(),
-            },
-            Extra {
-                path: "/lib/x86_64-linux-gnu/libc.so.6".into(),
-                data: b"LIBC".to_vec(),
-            },
-        ];
-        let bytes = pack(Vec::new(), b"P", "", &extras).unwrap();
+        let mut tree = GuestTree::new();
+        tree.bytes("/usr/bin/earlyoom", 0o755, b"EO".to_vec());
+        tree.bytes("/lib/x86_64-linux-gnu/libc.so.6", 0o755, b"LIBC".to_vec());
+        tree.symlink("/bin/sh", "busybox");
+        tree.dir("/tmp", 0o700);
+        let bytes = pack(Vec::new(), b"P", "", &tree).unwrap();
         for name in [
             "usr\0",
             "usr/bin\0",
             "usr/bin/earlyoom\0",
             "lib/x86_64-linux-gnu\0",
+            "bin/sh\0",
         ] {
             assert!(contains(&bytes, name.as_bytes()), "{name}");
         }
         let count = |n: &[u8]| bytes.windows(n.len()).filter(|w| *w == n).count();
+        assert!(contains(&bytes, b"busybox"));
         assert_eq!(count(b"usr\0"), 1);
+        assert_eq!(count(b"tmp\0"), 1, "the archive's own /tmp is not repeated");
     }
 
     #[test]
@@ -154,7 +133,7 @@ mod tests {
         let bytes = std::fs::read(&out).unwrap();
         assert_eq!(
             bytes,
-            pack(Vec::new(), b"\x7fELF", "duration_ms=1\n", &[]).unwrap()
+            pack(Vec::new(), b"\x7fELF", "duration_ms=1\n", &GuestTree::new()).unwrap()
         );
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()

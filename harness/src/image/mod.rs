@@ -8,11 +8,15 @@
 //!   newc archive written by [`cpio`].
 
 pub mod cpio;
+pub mod disk;
 pub mod elf;
+pub mod guest;
 pub mod initramfs;
 pub mod kernel;
+pub mod modules;
 pub mod payload;
 pub mod programs;
+pub mod tree;
 
 use std::path::PathBuf;
 

@@ -82,22 +82,50 @@ fn deb_field(deb: &Path, field: &str) -> Result<String, ImageError> {
 /// A program ready to pack: its files and where they came from.
 #[derive(Debug, Clone)]
 pub struct PackedProgram {
-    pub program: GuestProgram,
+    /// The Debian package, or empty for a program taken from the host.
+    pub package: String,
+    pub path: String,
     pub version: String,
     pub files: Vec<GuestFile>,
 }
 
 /// `program` and everything it needs to run in the guest.
 pub fn program_files(program: &GuestProgram) -> Result<PackedProgram, ImageError> {
-    let (root, version) = ensure_package(program.package)?;
-    let guest = Path::new(program.path);
-    let host = root.join(program.path.trim_start_matches('/'));
-    let files = elf::closure(guest, &host, &root).map_err(|detail| ImageError::Fetch {
-        name: program.package.to_string(),
+    pack_program(program.package, program.path, &[])
+}
+
+/// The program at `path` of `package` (or of the host when `package` is
+/// empty) with its interpreter and libraries, searched in `lib_packages`
+/// first (each fetched like the program; one this suite lacks is skipped),
+/// then on the host.
+pub fn pack_program(
+    package: &str,
+    path: &str,
+    lib_packages: &[String],
+) -> Result<PackedProgram, ImageError> {
+    let guest = Path::new(path);
+    let mut roots = Vec::new();
+    let (host, version) = if package.is_empty() {
+        (guest.to_path_buf(), "host".to_string())
+    } else {
+        let (root, version) = ensure_package(package)?;
+        let host = root.join(path.trim_start_matches('/'));
+        roots.push(root);
+        (host, version)
+    };
+    for lib in lib_packages {
+        if let Ok((root, _)) = ensure_package(lib) {
+            roots.push(root);
+        }
+    }
+    let name = if package.is_empty() { path } else { package };
+    let files = elf::closure_in(guest, &host, &roots).map_err(|detail| ImageError::Fetch {
+        name: name.to_string(),
         detail,
     })?;
     Ok(PackedProgram {
-        program: *program,
+        package: package.to_string(),
+        path: path.to_string(),
         version,
         files,
     })

@@ -385,6 +385,7 @@ pub fn sentence(c: &CellSummary, first: Option<&RunMetrics>) -> String {
         ),
         Verdict::Hang => "the guest hangs".into(),
         Verdict::BootFailure => "the guest does not boot".into(),
+        Verdict::Thrashing => "the guest stops answering (thrashing)".into(),
         Verdict::Inconclusive => format!(
             "inconclusive: {}",
             first.map_or(String::new(), |r| r.why.clone())

@@ -149,6 +149,49 @@ pub fn render_terminal(r: &Report) -> String {
         e.quiet_tail_s,
         e.window_s
     );
+    if let Some(ssh) = &e.ssh {
+        let _ = writeln!(
+            s,
+            "  ssh:      {}/{} logins ok ({}), p50 {} ms, p95 {} ms, longest outage {:.1} s{}",
+            ssh.ok,
+            ssh.attempts,
+            ssh.success_rate
+                .map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
+            ssh.p50_ms.map_or("-".into(), |v| format!("{v:.0}")),
+            ssh.p95_ms.map_or("-".into(), |v| format!("{v:.0}")),
+            ssh.longest_outage_s,
+            ssh.outage_from_s
+                .filter(|_| ssh.longest_outage_s > 0.0)
+                .map_or(String::new(), |f| format!(" from {f:.1} s"))
+        );
+        let slices: Vec<String> = ssh
+            .over_time
+            .iter()
+            .map(|sl| {
+                format!(
+                    "{:.0}-{:.0}s {}/{} {}",
+                    sl.from_s,
+                    sl.to_s,
+                    sl.ok,
+                    sl.ok + sl.failed,
+                    sl.p50_ms.map_or("-".into(), |v| format!("{v:.0}ms"))
+                )
+            })
+            .collect();
+        if !slices.is_empty() {
+            let _ = writeln!(s, "  ssh/time: {}", slices.join(" | "));
+        }
+    }
+    if e.stall_s.is_some() || e.major_faults.is_some() {
+        let _ = writeln!(
+            s,
+            "  stall:    guest unresponsive at most {} (canary silent {}); {} major faults, {} file refaults",
+            e.stall_s.map_or("-".into(), |v| format!("{v:.1} s")),
+            e.canary_silence_s.map_or("-".into(), |v| format!("{v:.1} s")),
+            e.major_faults.map_or("-".into(), |v| v.to_string()),
+            e.file_refaults.map_or("-".into(), |v| v.to_string()),
+        );
+    }
     let a = &e.agreement;
     let _ = writeln!(
         s,

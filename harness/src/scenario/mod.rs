@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::image::kernel::DEFAULT_KERNEL;
 pub use crate::verdict::Verdict;
-pub use oomlab_protocol::Respawn;
+pub use oomlab_protocol::{Respawn, RootKind};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
@@ -59,6 +59,103 @@ pub struct Scenario {
     /// the protocol crate (`oomlab_protocol::mitigation`).
     #[serde(default, deserialize_with = "de_mitigations")]
     pub mitigations: Vec<Mitigation>,
+    /// Log into the guest over SSH for the whole window (see probe_ssh).
+    #[serde(default)]
+    pub ssh: SshSpec,
+}
+
+/// The SSH availability probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SshSpec {
+    pub enabled: bool,
+    /// One login every this many ms (one at a time).
+    pub interval_ms: u32,
+    /// A login that takes longer failed: a person gives up.
+    pub timeout_ms: u32,
+}
+
+impl Default for SshSpec {
+    fn default() -> Self {
+        SshSpec {
+            enabled: false,
+            interval_ms: 1000,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Swap for the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SwapKind {
+    #[default]
+    None,
+    /// A second virtio disk with a swap signature.
+    Disk,
+    /// Compressed RAM (the zram module).
+    Zram,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwapSpec {
+    pub kind: SwapKind,
+    pub mib: u32,
+}
+
+/// QEMU's I/O throttling of the root disk (0 = none). A host's page cache
+/// makes an emulated disk faster than most real ones; a throttled one
+/// reads back evicted program pages as slowly as a busy real disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskSpec {
+    pub iops: u32,
+    pub bps_kib: u32,
+    /// Burst allowance, seconds at 20x the rate (boot reads the programs
+    /// once at full speed); 0 = none.
+    pub burst_s: u32,
+}
+
+/// A real program as the workload (instead of the payload's own master).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProgramSpec {
+    /// The Debian package that ships it (fetched with `apt-get download`,
+    /// never installed); empty: `path` is taken from the host.
+    pub package: String,
+    /// Absolute path, in the package and in the guest.
+    pub path: String,
+    pub args: Vec<String>,
+    /// Packages whose libraries are preferred over the host's (best
+    /// effort: a name this suite lacks is skipped).
+    pub lib_packages: Vec<String>,
+    /// Files written into the guest (configuration).
+    pub files: Vec<FileSpec>,
+    /// Folders created in the guest.
+    pub dirs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub path: String,
+    pub content: String,
+    #[serde(default = "default_file_mode")]
+    pub mode: u32,
+}
+
+fn default_file_mode() -> u32 {
+    0o644
+}
+
+/// Slow clients in the guest (see the payload's load.rs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadSpec {
+    pub port: u16,
+    pub connections: u32,
+    pub body_kib: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +168,12 @@ pub struct VmSpec {
     pub kernel: String,
     /// Extra kernel command-line words, appended after oomlab's own.
     pub cmdline: Vec<String>,
+    /// `initramfs` (nothing can be evicted) or `disk` (an ext4 root on a
+    /// virtio disk, as a real machine has).
+    pub root: RootKind,
+    pub swap: SwapSpec,
+    /// Throttling of the root disk.
+    pub disk: DiskSpec,
 }
 
 impl Default for VmSpec {
@@ -81,6 +184,9 @@ impl Default for VmSpec {
             accel: Accel::Auto,
             kernel: DEFAULT_KERNEL.to_string(),
             cmdline: Vec::new(),
+            root: RootKind::Initramfs,
+            swap: SwapSpec::default(),
+            disk: DiskSpec::default(),
         }
     }
 }
@@ -102,6 +208,9 @@ pub struct Limits {
     pub wall_s: f64,
     /// Stop as soon as the verdict can no longer change (see verdict::early).
     pub early_verdict: bool,
+    /// The guest stopped answering for this long (canary silent, or no SSH
+    /// login possible) and did not recover: `thrashing`.
+    pub stall_s: f64,
 }
 
 impl Default for Limits {
@@ -113,6 +222,7 @@ impl Default for Limits {
             boot_s: 60.0,
             wall_s: 0.0,
             early_verdict: true,
+            stall_s: 10.0,
         }
     }
 }
@@ -159,6 +269,11 @@ pub struct Workload {
     /// Workers get SIGKILL when their master dies (`PR_SET_PDEATHSIG`)
     /// instead of living on as orphans.
     pub worker_die_with_master: bool,
+    /// Run this program instead of the payload's master; `workers` is
+    /// then how many workers it keeps.
+    pub program: Option<ProgramSpec>,
+    /// Slow clients for the program.
+    pub load: Option<LoadSpec>,
 }
 
 impl Default for Workload {
@@ -175,6 +290,8 @@ impl Default for Workload {
             sample_ms: 500,
             worker_uid: None,
             worker_die_with_master: false,
+            program: None,
+            load: None,
         }
     }
 }
@@ -610,6 +727,7 @@ impl Scenario {
                 "is only meaningful with `respawn: delay`".into(),
             ));
         }
+        self.validate_guest(&bad)?;
         let mut kinds = std::collections::HashSet::new();
         for m in &self.mitigations {
             let unique = !matches!(m, Mitigation::Sysctl { .. });
@@ -621,6 +739,104 @@ impl Scenario {
             }
             m.check(vm.memory_mib)
                 .map_err(|e| bad(&format!("mitigations.{}", e.field), e.msg))?;
+        }
+        Ok(())
+    }
+
+    /// Checks of the machine options: SSH, disk, swap, program, load.
+    fn validate_guest(
+        &self,
+        bad: &dyn Fn(&str, String) -> ScenarioError,
+    ) -> Result<(), ScenarioError> {
+        let ssh = &self.ssh;
+        if !(100..=60_000).contains(&ssh.interval_ms) {
+            return Err(bad(
+                "ssh.interval_ms",
+                format!("{} is out of range 100..=60000", ssh.interval_ms),
+            ));
+        }
+        if !(500..=120_000).contains(&ssh.timeout_ms) {
+            return Err(bad(
+                "ssh.timeout_ms",
+                format!("{} is out of range 500..=120000", ssh.timeout_ms),
+            ));
+        }
+        let sw = &self.vm.swap;
+        if sw.kind != SwapKind::None && !(4..=4096).contains(&sw.mib) {
+            return Err(bad(
+                "vm.swap.mib",
+                format!("{} is out of range 4..=4096", sw.mib),
+            ));
+        }
+        let l = &self.limits;
+        if !l.stall_s.is_finite() || !(1.0..=3600.0).contains(&l.stall_s) {
+            return Err(bad(
+                "limits.stall_s",
+                format!("{} is out of range 1..=3600", l.stall_s),
+            ));
+        }
+        let d = &self.vm.disk;
+        if (d.iops > 0 || d.bps_kib > 0) && self.vm.root != RootKind::Disk {
+            return Err(bad(
+                "vm.disk",
+                "throttles the root disk: needs `vm.root: disk`".into(),
+            ));
+        }
+        if let Some(p) = &self.workload.program {
+            let path_ok = |p: &str| {
+                p.starts_with('/')
+                    && p.len() <= 256
+                    && !p.split('/').any(|c| c == "..")
+                    && p.chars().all(|c| !c.is_control())
+            };
+            if !path_ok(&p.path) {
+                return Err(bad(
+                    "workload.program.path",
+                    format!("`{}` must be an absolute path without `..`", p.path),
+                ));
+            }
+            let pkg_ok = |n: &str| {
+                n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+                    && n.len() <= 100
+            };
+            if !pkg_ok(&p.package) || p.lib_packages.iter().any(|n| n.is_empty() || !pkg_ok(n)) {
+                return Err(bad(
+                    "workload.program.package",
+                    "Debian package names are lowercase letters, digits, `+`, `-` and `.`".into(),
+                ));
+            }
+            for f in &p.files {
+                if !path_ok(&f.path) || f.mode > 0o7777 {
+                    return Err(bad(
+                        "workload.program.files",
+                        format!(
+                            "`{}`: an absolute path without `..`, mode <= 0o7777",
+                            f.path
+                        ),
+                    ));
+                }
+            }
+            if let Some(d) = p.dirs.iter().find(|d| !path_ok(d)) {
+                return Err(bad(
+                    "workload.program.dirs",
+                    format!("`{d}` must be an absolute path without `..`"),
+                ));
+            }
+            if p.args.iter().any(|a| a.contains('\n') || a.trim() != a) {
+                return Err(bad(
+                    "workload.program.args",
+                    "arguments cannot hold newlines or leading/trailing spaces".into(),
+                ));
+            }
+        }
+        if let Some(ld) = &self.workload.load {
+            if ld.port == 0 || ld.connections == 0 || ld.connections > 256 || ld.body_kib == 0 {
+                return Err(bad(
+                    "workload.load",
+                    "needs a port, 1..=256 connections and a body_kib".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -646,6 +862,20 @@ impl Scenario {
             ..GuestConf::default()
         };
         c.mitigation = self.mitigations.clone();
+        c.root = self.vm.root;
+        c.ssh = self.ssh.enabled;
+        c.net = self.ssh.enabled;
+        if let Some(p) = &w.program {
+            c.program = Some(p.path.clone());
+            c.program_arg = p.args.clone();
+        }
+        if let Some(l) = &w.load {
+            c.load_port = u32::from(l.port);
+            c.load_connections = l.connections;
+            c.load_body_kib = u64::from(l.body_kib);
+        }
+        // Modules and swap devices depend on the kernel and the image:
+        // the image stage fills them in.
         c
     }
 }

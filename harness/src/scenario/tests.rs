@@ -42,6 +42,13 @@ fn good_scenario_parses_and_renders_guest_conf() {
     mitigation=cgroup memory_max_mib=150 oom_group=1
     mitigation=sysctl key=vm.overcommit_memory value=2
     mitigation=oom_score_adj master=1000 workers=0 when=after_fork
+    root=initramfs
+    net=0
+    ssh=0
+    zram_mib=0
+    load_port=0
+    load_connections=0
+    load_body_kib=0
     ");
 }
 

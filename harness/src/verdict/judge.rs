@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use super::{
-    Agreement, ChildSacrifice, Evidence, Judgement, RunRecord, Verdict, EARLY_LIVELOCK_MIN_KILLS,
-    LIVELOCK_MIN_KILLS_OF_RESPAWNED,
+    ssh, Agreement, ChildSacrifice, Evidence, Judgement, RunRecord, Verdict,
+    EARLY_LIVELOCK_MIN_KILLS, LIVELOCK_MIN_KILLS_OF_RESPAWNED,
 };
 use crate::scenario::Limits;
 
@@ -138,6 +138,41 @@ impl RunRecord {
         }
     }
 
+    /// The canary's longest silence, seconds: its worst lateness (after a
+    /// stall it emits the missed ticks, the first one as late as the
+    /// stall), or the time since its last tick when the window closed. None
+    /// without a canary.
+    fn canary_silence(&self) -> Option<f64> {
+        let (last_t, _) = *self.ticks.last()?;
+        let worst = self
+            .ticks
+            .iter()
+            .map(|(_, l)| l / 1000.0)
+            .fold(0.0, f64::max);
+        let tail = self.window_end() - last_t - self.canary_period_s;
+        Some(worst.max(tail).max(0.0))
+    }
+
+    /// Why the guest's SSH server never came up (no network driver...):
+    /// the probe then says nothing about the guest.
+    pub fn ssh_unavailable(&self) -> Option<String> {
+        self.setup
+            .iter()
+            .find(|st| !st.ok && ["net", "entropy", "dropbear", "ssh"].contains(&st.what.as_str()))
+            .map(|st| format!("{}: {}", st.what, st.detail))
+    }
+
+    /// The longest the guest stopped answering: the canary's silence or the
+    /// longest SSH outage.
+    pub fn stall_s(&self) -> Option<f64> {
+        let ssh = (!self.ssh.is_empty() && self.ssh_unavailable().is_none())
+            .then(|| ssh::longest_outage(&self.ssh).0);
+        match (self.canary_silence(), ssh) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0).max(b.unwrap_or(0.0))),
+        }
+    }
+
     /// The canary was still ticking at `end`: its last tick is at most ten
     /// periods (and at least a second) old.
     fn canary_alive_at(&self, end: f64) -> bool {
@@ -186,7 +221,17 @@ impl RunRecord {
             .map(|w| w[1] - w[0])
             .fold(0.0, f64::max)
             .max(now - sorted[sorted.len() - 1]);
+        // A guest that stalls is not a clean loop: no early livelock while
+        // the canary is (or was) silent for half the stall limit.
+        let ticking = self
+            .ticks
+            .last()
+            .is_some_and(|(t, _)| now - t < limits.stall_s / 2.0);
+        let stalled = self
+            .canary_silence()
+            .is_some_and(|s| s >= limits.stall_s / 2.0);
         if self.master_exit_t.is_none()
+            && (self.ticks.is_empty() || (ticking && !stalled))
             && self.kills_of_respawned() >= EARLY_LIVELOCK_MIN_KILLS
             && now - first >= 2.0 * limits.settle_s
             && now - ready >= limits.duration_s / 2.0
@@ -287,7 +332,20 @@ impl RunRecord {
         self.setup
             .iter()
             .find(|st| st.mitigation && !st.ok)
-            .map(|st| format!("mitigation not applied: {}: {}", st.what, st.detail))
+            .map(|st| {
+                // Steps of the machine the scenario asked for (modules, disk
+                // root, swap, network, SSH, a program) rather than of a
+                // mitigation.
+                const MACHINE: &[&str] = &[
+                    "module", "root", "swap", "net", "entropy", "dropbear", "ssh", "program",
+                ];
+                let what = if MACHINE.contains(&st.what.as_str()) {
+                    "the scenario's machine could not be set up"
+                } else {
+                    "mitigation not applied"
+                };
+                format!("{what}: {}: {}", st.what, st.detail)
+            })
     }
 
     fn decide(&self, limits: &Limits, ev: &Evidence) -> (Verdict, String) {
@@ -323,6 +381,45 @@ impl RunRecord {
                 ),
             );
         }
+        let tail = ev.quiet_tail_s;
+        let recovered = (ev.oom_kills > 0 || ev.user_kills > 0)
+            && tail >= limits.settle_s
+            && self.canary_alive_at(self.window_end());
+        if let Some(stall) = ev.stall_s.filter(|s| *s >= limits.stall_s) {
+            if !recovered {
+                let who = match (&ev.ssh, ev.canary_silence_s) {
+                    (Some(s), c) if s.longest_outage_s >= c.unwrap_or(0.0) => format!(
+                        "no SSH login worked for {:.1} s ({} of {} logins failed)",
+                        s.longest_outage_s, s.failed, s.attempts
+                    ),
+                    _ => format!(
+                        "the canary fell silent for {:.1} s",
+                        ev.canary_silence_s.unwrap_or(stall)
+                    ),
+                };
+                let faults = match (ev.major_faults, ev.file_refaults) {
+                    (Some(m), Some(r)) => format!("; {m} major faults, {r} file refaults"),
+                    (Some(m), None) => format!("; {m} major faults"),
+                    _ => String::new(),
+                };
+                let under = if ev.oom_kills + ev.user_kills == 0 {
+                    "no OOM kill".to_string()
+                } else {
+                    format!(
+                        "{} ({} of re-forked workers)",
+                        kills_phrase(ev),
+                        ev.kills_of_respawned
+                    )
+                };
+                return (
+                    Verdict::Thrashing,
+                    format!(
+                        "the guest stopped answering: {who} (stall limit {} s), with {under}{faults}",
+                        limits.stall_s
+                    ),
+                );
+            }
+        }
         if ev.oom_kills == 0 && ev.user_kills == 0 {
             return (
                 Verdict::NoOom,
@@ -338,15 +435,20 @@ impl RunRecord {
                 ),
             );
         }
-        let tail = ev.quiet_tail_s;
         if tail >= limits.settle_s {
             let end = self.window_end();
             if self.canary_alive_at(end) {
                 return (
                     Verdict::Recovered,
                     format!(
-                        "{} OOM kill(s), then {:.1} s with no kill and no respawn while the canary ticked",
-                        ev.oom_kills, tail
+                        "{} OOM kill(s), then {:.1} s with no kill and no respawn while the canary ticked{}",
+                        ev.oom_kills,
+                        tail,
+                        match ev.stall_s {
+                            Some(st) if st >= limits.stall_s =>
+                                format!(" (after the guest stopped answering for {st:.1} s)"),
+                            _ => String::new(),
+                        }
                     ),
                 );
             }
@@ -443,6 +545,31 @@ impl RunRecord {
                 self.worker_other_exits
             ));
         }
+        let delta = |v: Option<(u64, u64)>| v.map(|(a, b)| b.saturating_sub(a));
+        let unavailable = self.ssh_unavailable();
+        if let (Some(why), Some(_)) = (&unavailable, &self.ssh_setup) {
+            notes.push(format!(
+                "the SSH probe could not run (the guest's SSH server never came up: {why}); no SSH evidence"
+            ));
+        }
+        let ssh = self
+            .ssh_setup
+            .as_ref()
+            .filter(|_| unavailable.is_none())
+            .map(|setup| ssh::evidence(&self.ssh, setup, ready, self.window_end().max(ready), 5));
+        if let Some(s) = &ssh {
+            if s.attempts > 0 && !s.could_log_in {
+                notes.push(format!(
+                    "no SSH login worked in {} attempts ({})",
+                    s.attempts,
+                    s.errors
+                        .iter()
+                        .map(|(e, n)| format!("{n}x {e}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
         let recovery_s = match (first, last) {
             (Some(f), Some(l)) if self.quiet_tail() > 0.0 => {
                 let last_respawn = self.respawns().iter().map(|(t, _)| *t).fold(l, f64::max);
@@ -470,6 +597,11 @@ impl RunRecord {
             canary_ticks: self.ticks.len(),
             canary_max_late_ms: late.last().copied().map(round3),
             canary_p99_late_ms: p99.map(round3),
+            canary_silence_s: self.canary_silence().map(round3),
+            stall_s: self.stall_s().map(round3),
+            major_faults: delta(self.major_faults),
+            file_refaults: delta(self.file_refaults),
+            ssh,
             agreement: self.agreement(),
             panic: self.panic.clone(),
             victims: self.kills.iter().take(8).cloned().collect(),

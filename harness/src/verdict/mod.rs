@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 mod judge;
 mod killers;
 mod record;
+pub mod ssh;
 
 pub use record::{KillRecord, Live, RunRecord, Sacrifice, SetupStep, UserKill};
+pub use ssh::{SshAttempt, SshEvidence, SshSetup};
 
 /// Fewest kills of respawned workers before a loop can be called early.
 const EARLY_LIVELOCK_MIN_KILLS: usize = 10;
@@ -44,6 +46,11 @@ pub enum Verdict {
     /// OOM kills, but neither a loop (kills of re-forked workers) nor a
     /// quiet stretch of `settle_s` was seen: the window was too short.
     Inconclusive,
+    /// The guest stopped answering for `stall_s` or longer (the canary
+    /// fell silent, or nobody could log in over SSH) and had not recovered
+    /// when the window closed: the machine crawls, whether or not a
+    /// kill/respawn loop spins underneath.
+    Thrashing,
     /// A mitigation under test could not be applied by this kernel (its
     /// `setup` step failed): the run says nothing about it.
     #[serde(rename = "n/a")]
@@ -60,6 +67,7 @@ impl Verdict {
             Verdict::Hang => "hang",
             Verdict::BootFailure => "boot-failure",
             Verdict::Inconclusive => "inconclusive",
+            Verdict::Thrashing => "thrashing",
             Verdict::NotApplicable => "n/a",
         }
     }
@@ -118,6 +126,19 @@ pub struct Evidence {
     pub canary_ticks: usize,
     pub canary_max_late_ms: Option<f64>,
     pub canary_p99_late_ms: Option<f64>,
+    /// The canary's longest silence, seconds: its worst lateness, or the
+    /// time since its last tick when the window closed, if longer.
+    pub canary_silence_s: Option<f64>,
+    /// The longest the guest stopped answering: the canary's silence or
+    /// the longest SSH outage, whichever is longer.
+    pub stall_s: Option<f64>,
+    /// `pgmajfault` and `workingset_refault_file` growth over the run:
+    /// program pages dropped and read back from the disk.
+    pub major_faults: Option<u64>,
+    pub file_refaults: Option<u64>,
+    /// SSH logins from the host, when the scenario asked for them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshEvidence>,
     pub agreement: Agreement,
     pub panic: Option<String>,
     pub victims: Vec<KillRecord>,

@@ -11,7 +11,7 @@ use crate::events::timeline::{TimelineEntry, TimelineEvent};
 use crate::scenario::Limits;
 use crate::vm::{StopReason, Watch};
 
-use super::{killers, Verdict};
+use super::{killers, SshAttempt, SshSetup, Verdict};
 
 /// One step of the guest's set-up, as its `setup` event told it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -88,6 +88,12 @@ pub struct RunRecord {
     pub ticks: Vec<(f64, f64)>,
     pub vmstat_oom_kill_first: Option<u64>,
     pub vmstat_oom_kill_last: Option<u64>,
+    /// (first, last) samples of `pgmajfault` and of file refaults.
+    pub major_faults: Option<(u64, u64)>,
+    pub file_refaults: Option<(u64, u64)>,
+    /// The host's SSH logins, in guest time, and how the probe was set up.
+    pub ssh: Vec<SshAttempt>,
+    pub ssh_setup: Option<SshSetup>,
     pub setup: Vec<SetupStep>,
     pub guest_errors: Vec<String>,
     /// Kills by a userspace OOM killer in the guest (earlyoom, the PSI
@@ -280,10 +286,23 @@ impl RunRecord {
                 }
             }
             TelemetryEvent::Tick { late_ms, .. } => self.ticks.push((tel.t, *late_ms)),
-            TelemetryEvent::Mem { oom_kill, .. } => {
+            TelemetryEvent::Mem {
+                oom_kill,
+                pgmajfault,
+                refault_file,
+                ..
+            } => {
                 if let Some(n) = oom_kill {
                     self.vmstat_oom_kill_first.get_or_insert(*n);
                     self.vmstat_oom_kill_last = Some(*n);
+                }
+                for (v, slot) in [
+                    (pgmajfault, &mut self.major_faults),
+                    (refault_file, &mut self.file_refaults),
+                ] {
+                    if let Some(n) = v {
+                        slot.get_or_insert((*n, *n)).1 = *n;
+                    }
                 }
             }
             TelemetryEvent::Error { msg } => {
@@ -314,6 +333,19 @@ impl RunRecord {
                 self.done_t.get_or_insert(tel.t);
             }
         }
+    }
+
+    /// The SSH probe's logins (already in guest time), onto the record and
+    /// its timeline.
+    pub fn add_ssh(&mut self, setup: SshSetup, attempts: Vec<SshAttempt>) {
+        for a in &attempts {
+            self.timeline.push(TimelineEntry {
+                t: a.t,
+                event: TimelineEvent::Ssh(a.clone()),
+            });
+        }
+        self.ssh.extend(attempts);
+        self.ssh_setup = Some(setup);
     }
 
     /// What the way observation ended says about the run: the limits the

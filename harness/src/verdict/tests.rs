@@ -270,3 +270,133 @@ fn a_burst_has_no_kill_rate() {
     }
     assert_eq!(r.evidence().kill_rate_per_s, None);
 }
+
+#[test]
+fn a_guest_that_stops_answering_is_thrashing_not_a_livelock() {
+    let mut r = RunRecord::new(2);
+    tel(
+        &mut r,
+        r#"{"t":1.0,"ev":"ready","name":"x","kernel":"6.1"}"#.into(),
+    );
+    tel(
+        &mut r,
+        r#"{"t":1.1,"ev":"spawn","pid":10,"ppid":1,"role":"master"}"#.into(),
+    );
+    for i in 0..30u32 {
+        let (t, pid) = (1.2 + f64::from(i), 11 + i);
+        tel(
+            &mut r,
+            format!(r#"{{"t":{t},"ev":"spawn","pid":{pid},"ppid":10,"role":"worker"}}"#),
+        );
+        kill(&mut r, t + 0.5, pid);
+    }
+    // Ticks every 0.1 s, but one stall of 12 s in the middle.
+    let mut t = 1.0;
+    let mut seq = 0;
+    while t < 31.0 {
+        seq += 1;
+        let late = if (15.0..15.1).contains(&t) {
+            12_000.0
+        } else {
+            1.0
+        };
+        tel(
+            &mut r,
+            format!(r#"{{"t":{t},"ev":"tick","seq":{seq},"late_ms":{late}}}"#),
+        );
+        t += if late > 1.0 { 12.0 } else { 0.1 };
+    }
+    tel(
+        &mut r,
+        r#"{"t":31.0,"ev":"done","reason":"duration"}"#.into(),
+    );
+    let j = r.judge(&limits());
+    assert_eq!(j.verdict, Verdict::Thrashing, "{}", j.why);
+    assert!(j.why.contains("canary fell silent for 12.0 s"), "{}", j.why);
+    assert_eq!(j.evidence.stall_s, Some(12.0));
+
+    // The same record without the stall is the clean loop.
+    let mut clean = r.clone();
+    clean.ticks.retain(|(_, l)| *l < 1000.0);
+    assert_eq!(clean.judge(&limits()).verdict, Verdict::Livelock);
+
+    // SSH logins that fail for 20 s make it thrashing too.
+    let setup = SshSetup::default();
+    let att = |t: f64, ok: bool| SshAttempt {
+        t,
+        ok,
+        latency_ms: if ok { 300.0 } else { 5000.0 },
+        error: (!ok).then(|| "timeout".into()),
+    };
+    let mut s = clean.clone();
+    s.add_ssh(
+        setup,
+        vec![
+            att(2.0, true),
+            att(5.0, false),
+            att(11.0, false),
+            att(17.0, false),
+            att(25.0, true),
+        ],
+    );
+    let j = s.judge(&limits());
+    assert_eq!(j.verdict, Verdict::Thrashing, "{}", j.why);
+    assert!(
+        j.why.contains("no SSH login worked for 20.0 s"),
+        "{}",
+        j.why
+    );
+    let ssh = j.evidence.ssh.unwrap();
+    assert_eq!((ssh.ok, ssh.failed), (2, 3));
+}
+
+#[test]
+fn a_failed_machine_step_is_na_and_says_so() {
+    let mut r = RunRecord::new(1);
+    tel(
+        &mut r,
+        r#"{"t":0.5,"ev":"setup","what":"root","ok":false,"detail":"switch root to /dev/vda: no disk","mitigation":true}"#.into(),
+    );
+    tel(
+        &mut r,
+        r#"{"t":1.0,"ev":"ready","name":"x","kernel":"6.1"}"#.into(),
+    );
+    let j = r.judge(&limits());
+    assert_eq!(j.verdict, Verdict::NotApplicable);
+    assert!(
+        j.why
+            .starts_with("the scenario's machine could not be set up: root"),
+        "{}",
+        j.why
+    );
+}
+
+#[test]
+fn without_an_ssh_server_the_run_is_judged_without_ssh_evidence() {
+    let mut r = base(12.0);
+    tel(
+        &mut r,
+        r#"{"t":1.5,"ev":"setup","what":"net","ok":false,"detail":"eth0 10.0.2.15/24: no eth0","mitigation":false}"#.into(),
+    );
+    let failed: Vec<SshAttempt> = (0..10)
+        .map(|i| SshAttempt {
+            t: 2.0 + i as f64,
+            ok: false,
+            latency_ms: 1.0,
+            error: Some("connect: refused".into()),
+        })
+        .collect();
+    r.add_ssh(SshSetup::default(), failed);
+    let j = r.judge(&limits());
+    assert_ne!(j.verdict, Verdict::Thrashing, "{}", j.why);
+    assert_ne!(j.verdict, Verdict::NotApplicable, "{}", j.why);
+    assert!(j.evidence.ssh.is_none());
+    assert!(
+        j.evidence
+            .notes
+            .iter()
+            .any(|n| n.contains("SSH probe could not run")),
+        "{:?}",
+        j.evidence.notes
+    );
+}

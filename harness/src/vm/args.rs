@@ -82,6 +82,60 @@ pub fn serial_args(telemetry_socket: &Path) -> Vec<OsString> {
     ]
 }
 
+/// A virtio NIC on QEMU's user network: `restrict=on` isolates the guest
+/// (no traffic leaves it), and the one way in is a forward from
+/// 127.0.0.1:`host_port` (never another address) to the guest's port 22.
+pub fn net_args(host_port: u16) -> Vec<OsString> {
+    os(&[
+        "-netdev",
+        &format!("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:22"),
+        "-device",
+        "virtio-net-pci,netdev=net0",
+    ])
+}
+
+/// QEMU's I/O throttling of a disk: operations and bytes per second, and
+/// a burst allowance at 20x the rate for `burst_s` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Throttle {
+    pub iops: u32,
+    pub bps: u64,
+    pub burst_s: u32,
+}
+
+/// A raw image as a virtio disk (`vda`, `vdb`... in the order given).
+/// Writes go to the image itself: it lives in the run's scratch folder.
+pub fn disk_args(id: &str, image: &Path, throttle: Throttle) -> Vec<OsString> {
+    let mut drive = OsString::from("file=");
+    drive.push(image);
+    drive.push(format!(",if=none,id={id},format=raw,cache=writeback"));
+    let Throttle { iops, bps, burst_s } = throttle;
+    if iops > 0 {
+        drive.push(format!(",throttling.iops-total={iops}"));
+        if burst_s > 0 {
+            drive.push(format!(
+                ",throttling.iops-total-max={},throttling.iops-total-max-length={burst_s}",
+                u64::from(iops) * 20
+            ));
+        }
+    }
+    if bps > 0 {
+        drive.push(format!(",throttling.bps-total={bps}"));
+        if burst_s > 0 {
+            drive.push(format!(
+                ",throttling.bps-total-max={},throttling.bps-total-max-length={burst_s}",
+                bps * 20
+            ));
+        }
+    }
+    vec![
+        "-drive".into(),
+        drive,
+        "-device".into(),
+        format!("virtio-blk-pci,drive={id}").into(),
+    ]
+}
+
 /// The guest kernel's command line.
 pub fn kernel_cmdline(extra: &[String]) -> String {
     let mut words = vec![
@@ -183,6 +237,31 @@ mod tests {
         assert!(c.contains(" loglevel=4 "));
         let loud = kernel_cmdline(&["loglevel=7".into()]);
         assert!(loud.find("loglevel=4").unwrap() < loud.find("loglevel=7").unwrap());
+    }
+
+    #[test]
+    fn network_is_restricted_and_forwarded_from_loopback_only() {
+        let a = s(&net_args(40022));
+        assert_eq!(
+            a,
+            "-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22 -device virtio-net-pci,netdev=net0"
+        );
+    }
+
+    #[test]
+    fn disks_with_and_without_throttling() {
+        assert_eq!(
+            s(&disk_args("d0", Path::new("/s/root.ext4"), Throttle::default())),
+            "-drive file=/s/root.ext4,if=none,id=d0,format=raw,cache=writeback -device virtio-blk-pci,drive=d0"
+        );
+        let t = Throttle {
+            iops: 100,
+            bps: 4 << 20,
+            burst_s: 2,
+        };
+        let a = s(&disk_args("d0", Path::new("r"), t));
+        assert!(a.contains(",throttling.iops-total=100,throttling.iops-total-max=2000,throttling.iops-total-max-length=2"), "{a}");
+        assert!(a.contains(",throttling.bps-total=4194304,"), "{a}");
     }
 
     #[test]

@@ -120,6 +120,8 @@ pub struct VmConfig {
     pub scratch: PathBuf,
     /// Where console.log and telemetry.jsonl are kept; `None` = not kept.
     pub keep_logs: Option<PathBuf>,
+    /// Devices after the base line: network, disks (see `args`).
+    pub devices: Vec<std::ffi::OsString>,
 }
 
 pub struct RunOutcome {
@@ -168,6 +170,8 @@ fn spawn_qemu(cfg: &VmConfig, socket: &Path) -> Result<(Child, Vec<String>), VmE
         &cfg.cmdline,
         socket,
     );
+    let mut argv = argv;
+    argv.extend(cfg.devices.iter().cloned());
     let mut cmd = Command::new(&cfg.qemu);
     cmd.args(&argv)
         .stdin(Stdio::null())
