@@ -7,7 +7,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use super::{blocking, cancel_on, scratch_dir, ExperimentError};
+use super::outdir::scratch_dir;
+use super::{blocking, cancel_on, ExperimentError};
 use crate::image::{self, KernelImage};
 use crate::scenario::{Accel, Limits, Scenario, VmSpec, Workload};
 use crate::verdict::{Live, RunRecord};
