@@ -34,6 +34,8 @@ fn metrics(kills: usize) -> RunMetrics {
         availability: Some(0.97),
         window_s: 7.0,
         master_exited: false,
+        ssh_success_rate: Some(1.0),
+        ssh_longest_outage_s: Some(0.0),
     }
 }
 

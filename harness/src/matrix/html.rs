@@ -25,6 +25,8 @@ pub struct Series {
     /// (t, canary lateness ms)
     pub canary: Vec<(f64, f64)>,
     pub panic: Option<f64>,
+    /// SSH logins: (t, succeeded).
+    pub ssh: Vec<(f64, bool)>,
     pub end: f64,
 }
 
@@ -55,6 +57,9 @@ pub fn series_of(text: &str) -> Series {
         let t = t - t0;
         let k = &v["kernel"];
         let p = &v["payload"];
+        if let Some(ok) = v["ssh"]["ok"].as_bool() {
+            s.ssh.push((t, ok));
+        }
         if k["event"] == "killed" {
             s.kills.push(t);
             first_kill = Some(first_kill.map_or(t, |f: f64| f.min(t)));
@@ -119,7 +124,7 @@ fn esc(s: &str) -> String {
 }
 
 const W: f64 = 720.0;
-const H: f64 = 190.0;
+const H: f64 = 206.0;
 const X0: f64 = 48.0;
 const X1: f64 = 700.0;
 
@@ -135,7 +140,7 @@ pub fn svg(s: &Series) -> String {
     // Lanes and axis.
     let _ = write!(
         o,
-        r##"<text x="4" y="24" class="lbl">kills</text><text x="4" y="52" class="lbl">forks</text><text x="4" y="100" class="lbl">MiB / ms</text><line x1="{X0}" y1="168" x2="{X1}" y2="168" class="axis"/>"##
+        r##"<text x="4" y="24" class="lbl">kills</text><text x="4" y="52" class="lbl">forks</text><text x="4" y="70" class="lbl">ssh</text><text x="4" y="116" class="lbl">MiB / ms</text><line x1="{X0}" y1="184" x2="{X1}" y2="184" class="axis"/>"##
     );
     let step = if end > 30.0 {
         5.0
@@ -148,7 +153,7 @@ pub fn svg(s: &Series) -> String {
     while t <= end + 1e-9 {
         let _ = write!(
             o,
-            r#"<line x1="{:.1}" y1="168" x2="{:.1}" y2="172" class="axis"/><text x="{:.1}" y="184" class="tick">{t:.0}s</text>"#,
+            r#"<line x1="{:.1}" y1="184" x2="{:.1}" y2="188" class="axis"/><text x="{:.1}" y="200" class="tick">{t:.0}s</text>"#,
             x(t),
             x(t),
             x(t) - 6.0
@@ -176,15 +181,23 @@ pub fn svg(s: &Series) -> String {
             x(t)
         );
     }
+    for &(t, ok) in &s.ssh {
+        let class = if ok { "sshok" } else { "sshfail" };
+        let _ = write!(
+            o,
+            r#"<circle class="{class}" cx="{:.1}" cy="66" r="3"/>"#,
+            x(t)
+        );
+    }
     if let Some(t) = s.panic {
         let _ = write!(
             o,
-            r#"<line class="panic" x1="{0:.1}" y1="6" x2="{0:.1}" y2="166"/>"#,
+            r#"<line class="panic" x1="{0:.1}" y1="6" x2="{0:.1}" y2="182"/>"#,
             x(t)
         );
     }
     // MemAvailable against total memory, canary lateness against its worst.
-    let (y0, y1) = (164.0, 66.0);
+    let (y0, y1) = (180.0, 82.0);
     let mem_max = s
         .mem_total_mib
         .or_else(|| s.mem.iter().map(|m| m.1).reduce(f64::max))
@@ -211,7 +224,7 @@ pub fn svg(s: &Series) -> String {
     o.push_str(&poly(&s.canary, late_max, "canary"));
     let _ = write!(
         o,
-        r#"<text x="{X1}" y="78" class="note" text-anchor="end">MemAvailable (max {mem_max:.0} MiB) · canary late (max {late_max:.0} ms)</text>"#
+        r#"<text x="{X1}" y="94" class="note" text-anchor="end">MemAvailable (max {mem_max:.0} MiB) · canary late (max {late_max:.0} ms)</text>"#
     );
     o.push_str("</svg>");
     o
@@ -232,6 +245,7 @@ svg.timeline { background: #fafafa; border: 1px solid #e3e3e3; }
 .kill { stroke: #d7263d; stroke-width: 2; } .ukill { stroke: #f08c00; stroke-width: 2; }
 .respawn { stroke: #1f6feb; stroke-width: 1.5; } .panic { stroke: #000; stroke-width: 2; stroke-dasharray: 4 3; }
 .mem { fill: none; stroke: #2da44e; stroke-width: 1.5; } .canary { fill: none; stroke: #8250df; stroke-width: 1.2; }
+.sshok { fill: #2da44e; } .sshfail { fill: #d7263d; }
 .axis { stroke: #888; } .tick, .lbl, .note { font-size: 10px; fill: #555; }
 .run { display: inline-block; margin: 0 16px 16px 0; vertical-align: top; }
 "#;
@@ -313,7 +327,7 @@ pub fn render_with(s: &MatrixSummary, out: &Path, load: &dyn Fn(&RunRef) -> Seri
         s.unstable,
         s.errors
     );
-    o.push_str("<table><tr><th>scenario</th><th>kernel</th><th>verdict</th><th>kills</th><th>kills/s</th><th>respawns</th><th>1st OOM s</th><th>settled after s</th><th>canary max / p99 ms</th><th>full strength</th><th>accel</th><th>what it did</th><th>runs</th></tr>");
+    o.push_str("<table><tr><th>scenario</th><th>kernel</th><th>verdict</th><th>kills</th><th>kills/s</th><th>respawns</th><th>1st OOM s</th><th>settled after s</th><th>canary max / p99 ms</th><th>SSH ok / longest outage s</th><th>full strength</th><th>accel</th><th>what it did</th><th>runs</th></tr>");
     for c in &s.cells {
         let bad = if c.matches { "" } else { r#" class="bad""# };
         let kills = c.oom_kills.zip(c.user_kills).map(|(a, b)| a + b);
@@ -330,7 +344,7 @@ pub fn render_with(s: &MatrixSummary, out: &Path, load: &dyn Fn(&RunRef) -> Seri
             .collect();
         let _ = write!(
             o,
-            r#"<tr{bad}><td title="{}">{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{} / {}</td><td class="num">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr{bad}><td title="{}">{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{} / {}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
             esc(&c.mitigations.join("; ")),
             esc(&c.scenario),
             esc(&c.kernel),
@@ -342,6 +356,11 @@ pub fn render_with(s: &MatrixSummary, out: &Path, load: &dyn Fn(&RunRef) -> Seri
             num(c.recovery_s),
             num(c.canary_max_late_ms),
             num(c.canary_p99_late_ms),
+            match (c.ssh_success_rate, c.ssh_longest_outage_s) {
+                (Some(r), o) => format!("{:.0}% / {}", r * 100.0, num(o)),
+                (None, Some(o)) => format!("– / {}", num(Some(o))),
+                (None, None) => "–".into(),
+            },
             c.availability
                 .map_or("–".into(), |a| format!("{:.0}%", a * 100.0)),
             esc(c.accel.as_deref().unwrap_or("–")),
@@ -372,7 +391,7 @@ pub fn render_with(s: &MatrixSummary, out: &Path, load: &dyn Fn(&RunRef) -> Seri
         }
         o.push_str("</table>");
     }
-    o.push_str(r#"<p class="legend"><span style="color:#d7263d">| kernel OOM kill</span><span style="color:#f08c00">| userspace kill</span><span style="color:#1f6feb">| re-fork</span><span style="color:#2da44e">— MemAvailable</span><span style="color:#8250df">— canary lateness</span><span>┆ panic</span></p>"#);
+    o.push_str(r#"<p class="legend"><span style="color:#d7263d">| kernel OOM kill</span><span style="color:#f08c00">| userspace kill</span><span style="color:#1f6feb">| re-fork</span><span style="color:#2da44e">— MemAvailable</span><span style="color:#8250df">— canary lateness</span><span>┆ panic</span><span style="color:#2da44e">● SSH login</span><span style="color:#d7263d">● SSH failed</span></p>"#);
     for c in &s.cells {
         let _ = write!(
             o,
@@ -404,6 +423,8 @@ mod tests {
 {"t":4.0,"payload":{"ev":"kill","killer":"psi","pid":-9,"signal":9}}
 not json
 {"t":5.0,"kernel":{"event":"panic","reason":"x"}}
+{"t":4.5,"ssh":{"t":4.5,"ok":true,"latency_ms":300.0}}
+{"t":4.6,"ssh":{"t":4.6,"ok":false,"latency_ms":5000.0,"error":"timeout"}}
 "#;
 
     #[test]
@@ -428,6 +449,8 @@ not json
         assert_eq!(svg.matches(r#"class="kill""#).count(), 1);
         assert_eq!(svg.matches(r#"class="ukill""#).count(), 2);
         assert_eq!(svg.matches(r#"class="respawn""#).count(), 1);
+        assert_eq!(svg.matches(r#"class="sshok""#).count(), 1);
+        assert_eq!(svg.matches(r#"class="sshfail""#).count(), 1);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert_eq!(
             esc("<a href=\"x\">&'"),

@@ -51,6 +51,12 @@ pub struct RunMetrics {
     pub availability: Option<f64>,
     pub window_s: f64,
     pub master_exited: bool,
+    /// SSH logins, when the scenario probed them: success rate and the
+    /// longest stretch nobody could have logged in.
+    #[serde(default)]
+    pub ssh_success_rate: Option<f64>,
+    #[serde(default)]
+    pub ssh_longest_outage_s: Option<f64>,
 }
 
 impl RunRef {
@@ -99,6 +105,8 @@ impl RunMetrics {
             availability: e.availability,
             window_s: e.window_s,
             master_exited: e.master_exited,
+            ssh_success_rate: e.ssh.as_ref().and_then(|x| x.success_rate),
+            ssh_longest_outage_s: e.ssh.as_ref().map(|x| x.longest_outage_s),
         }
     }
 }
@@ -135,6 +143,11 @@ pub struct CellSummary {
     pub availability: Option<f64>,
     pub failed_forks: Option<f64>,
     pub window_s: Option<f64>,
+    /// Medians of the SSH probe, when the scenario has one.
+    #[serde(default)]
+    pub ssh_success_rate: Option<f64>,
+    #[serde(default)]
+    pub ssh_longest_outage_s: Option<f64>,
     /// What the mitigation did, in one line.
     pub sentence: String,
     pub runs: Vec<RunRef>,
@@ -299,6 +312,8 @@ pub fn cell(sc: &crate::scenario::Scenario, kernel: &str, runs: Vec<RunRef>) -> 
         availability: m(&|r| r.availability),
         failed_forks: m(&|r| Some(r.worker_failures as f64)),
         window_s: m(&|r| Some(r.window_s)),
+        ssh_success_rate: m(&|r| r.ssh_success_rate),
+        ssh_longest_outage_s: m(&|r| r.ssh_longest_outage_s),
         sentence: String::new(),
         runs,
     };
