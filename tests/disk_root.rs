@@ -8,7 +8,7 @@ use oomlab_e2e::{num, root, run_oomlab};
 fn disk_root_thrashes() {
     let out = tempfile::tempdir().unwrap();
     let (code, v, logs) = run_oomlab(
-        &root().join("scenarios/seed-disk-thrashing.yaml"),
+        &root().join("scenarios/machine/seed-disk-thrashing.yaml"),
         out.path(),
     );
     assert_eq!(v["verdict"], "thrashing", "{logs}");

@@ -330,9 +330,13 @@ fn setup(root: &Path) -> Result<()> {
     fetch_kernel(kernel::DEFAULT_KERNEL)
 }
 
-/// Programs of every scenario under `scenarios/`, and the modules of a kernel.
+/// Programs of every scenario under `scenarios/` and `scenarios/machine/`,
+/// and the modules of a kernel.
 fn fetch_guest(root: &Path, kernel_name: Option<&str>) -> Result<()> {
-    let mut dir: Vec<PathBuf> = std::fs::read_dir(root.join("scenarios"))?
+    let mut dir: Vec<PathBuf> = ["scenarios", "scenarios/machine"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(root.join(d)).ok())
+        .flatten()
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
