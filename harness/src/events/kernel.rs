@@ -193,7 +193,7 @@ pub const MESSAGES: &[Message] = &[
         example: "Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled",
     },
     Message {
-        keywords: &["Would have killed"],
+        keywords: &["Would have killed process"],
         parse: messages::would_have_killed,
         example: "Would have killed process 3 (x). But continuing instead.",
     },
@@ -311,7 +311,67 @@ pub fn anchors() -> &'static aho_corasick::AhoCorasick {
 /// [`parse_message`] would return `None`.
 pub fn maybe_oom(msg: &str) -> bool {
     let t = msg.trim_start();
-    t.starts_with('[') || anchors().is_match(msg)
+    t.starts_with('[') || anchors().is_match(msg) || table().loose.is_match(msg)
+}
+
+/// Does `msg` hold one of the keywords of [`MESSAGES`] (in any case)?
+pub fn has_keyword(msg: &str) -> bool {
+    anchors().is_match(msg) || table().loose.is_match(msg)
+}
+
+/// What had to be mended in a line before it could be read: the report
+/// says so ([`parse_message_mended`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mended {
+    /// A keyword in another case (`killed process`, `out of memory: kill
+    /// process`): read as the kernel prints it.
+    pub keyword_case: bool,
+    /// Fields with spaces after their colon (`total-vm: 1234 kB`) or
+    /// units in another case (`kb`).
+    pub fields: bool,
+}
+
+/// The matchers the parser needs, built once from [`MESSAGES`].
+struct Table {
+    /// Every keyword, overlapping matches reported.
+    exact: aho_corasick::AhoCorasick,
+    /// Keyword index -> the entries holding it, as a bit set over
+    /// [`MESSAGES`].
+    entries_of: Vec<u64>,
+    /// The keywords in any ASCII case (only tried when the exact ones fail).
+    loose: aho_corasick::AhoCorasick,
+}
+
+fn table() -> &'static Table {
+    static T: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let kw = keywords();
+        let entries_of = kw
+            .iter()
+            .map(|k| {
+                MESSAGES
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.keywords.contains(k))
+                    .fold(0u64, |acc, (i, _)| acc | (1u64 << i))
+            })
+            .collect();
+        let build = |ci: bool| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(ci)
+                .build(kw)
+                .expect("fixed literal patterns always build")
+        };
+        Table {
+            exact: build(false),
+            entries_of,
+            loose: aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .build(kw)
+                .expect("fixed literal patterns always build"),
+        }
+    })
 }
 
 /// Parse the kernel's own text. `None` for lines that are not OOM-related.
@@ -324,20 +384,71 @@ pub fn parse_message(msg: &str) -> Option<KernelEvent> {
 
 /// [`parse_message`] with the column list of the current task-table header.
 pub fn parse_message_with(msg: &str, columns: Option<&[String]>) -> Option<KernelEvent> {
+    parse_message_mended(msg, columns).map(|(ev, _)| ev)
+}
+
+/// [`parse_message_with`], which also reads lines a person edited: a
+/// keyword in another case, spaces after a field's colon, `kb` units. The
+/// exact forms are tried first; [`Mended`] says what had to be mended.
+pub fn parse_message_mended(
+    msg: &str,
+    columns: Option<&[String]>,
+) -> Option<(KernelEvent, Mended)> {
     if msg.trim_start().starts_with('[') {
         if let Some(ev) = task_table::header(msg)
             .or_else(|| parse_task_row(msg, columns).map(KernelEvent::TaskRow))
         {
-            return Some(ev);
+            return Some((ev, Mended::default()));
         }
     }
-    if !anchors().is_match(msg) || NOT_EVENTS.iter().any(|s| msg.contains(s)) {
+    if let Some(ev) = parse_exact(msg) {
+        let fields = matches!(ev, KernelEvent::Killed(_)) && messages::fields_mended(msg);
+        return Some((
+            ev,
+            Mended {
+                keyword_case: false,
+                fields,
+            },
+        ));
+    }
+    // A keyword in another case: read it as the kernel prints it.
+    let t = table();
+    let m = t.loose.find(msg)?;
+    let kw = *keywords().get(m.pattern().as_usize())?;
+    if msg.get(m.range()) == Some(kw) {
+        return None;
+    }
+    let fixed = format!("{}{kw}{}", msg.get(..m.start())?, msg.get(m.end()..)?);
+    let ev = parse_exact(&fixed)?;
+    let fields = matches!(ev, KernelEvent::Killed(_)) && messages::fields_mended(&fixed);
+    Some((
+        ev,
+        Mended {
+            keyword_case: true,
+            fields,
+        },
+    ))
+}
+
+/// The entries whose keywords `msg` holds, tried in table order.
+fn parse_exact(msg: &str) -> Option<KernelEvent> {
+    let t = table();
+    let mut entries = 0u64;
+    for m in t.exact.find_overlapping_iter(msg) {
+        entries |= t
+            .entries_of
+            .get(m.pattern().as_usize())
+            .copied()
+            .unwrap_or(0);
+    }
+    if entries == 0 || NOT_EVENTS.iter().any(|s| msg.contains(s)) {
         return None;
     }
     MESSAGES
         .iter()
-        .filter(|m| m.keywords.iter().any(|k| msg.contains(k)))
-        .find_map(|m| (m.parse)(msg))
+        .enumerate()
+        .filter(|(i, _)| entries & (1u64 << i) != 0)
+        .find_map(|(_, m)| (m.parse)(msg))
 }
 
 /// Stateful wrapper over [`parse_message`]: remembers the last task-table
@@ -359,11 +470,17 @@ impl Parser {
 
     /// Parse one message (prefix already stripped).
     pub fn parse(&mut self, msg: &str) -> Option<KernelEvent> {
-        let ev = parse_message_with(msg, self.columns.as_deref())?;
+        self.parse_mended(msg).map(|(ev, _)| ev)
+    }
+
+    /// [`Parser::parse`], saying what had to be mended
+    /// ([`parse_message_mended`]).
+    pub fn parse_mended(&mut self, msg: &str) -> Option<(KernelEvent, Mended)> {
+        let (ev, mended) = parse_message_mended(msg, self.columns.as_deref())?;
         if let KernelEvent::TaskTableHeader { columns } = &ev {
             self.columns = Some(columns.clone());
         }
-        Some(ev)
+        Some((ev, mended))
     }
 
     /// Strip the prefix and parse a whole raw line.

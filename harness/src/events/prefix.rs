@@ -103,7 +103,8 @@ fn clock_len(b: &[u8]) -> Option<usize> {
         return None;
     }
     let mut n = 8;
-    if b.get(8) == Some(&b'.') && is_digit(b.get(9)) {
+    // `.123` (syslog, journal), `,123` (Python's logging, supervisord)
+    if matches!(b.get(8), Some(&b'.') | Some(&b',')) && is_digit(b.get(9)) {
         n = 9;
         while is_digit(b.get(n)) {
             n += 1;
@@ -333,6 +334,43 @@ impl When {
     }
 }
 
+impl When {
+    /// Seconds from `earlier` to `self`, when their clocks can be compared:
+    /// the same clock, or a wall clock with a year against one without
+    /// (syslog), compared on the yearless scale.
+    pub fn since(&self, earlier: &When) -> Option<f64> {
+        match (self.clock, earlier.clock) {
+            (a, b) if a == b => Some(self.t - earlier.t),
+            (Clock::WallYear, Clock::WallNoYear) => Some(no_year(self.t) - earlier.t),
+            (Clock::WallNoYear, Clock::WallYear) => Some(self.t - no_year(earlier.t)),
+            _ => None,
+        }
+    }
+}
+
+/// A [`Clock::WallYear`] time on the [`Clock::WallNoYear`] scale.
+fn no_year(epoch_s: f64) -> f64 {
+    let days = (epoch_s / 86400.0).floor();
+    let secs = epoch_s - days * 86400.0;
+    let (_, m, d) = civil_from_days(days as i64);
+    f64::from(m * 31 + d) * 86400.0 + secs
+}
+
+/// The date of a day number since 1970-01-01 (inverse of
+/// [`days_from_civil`]).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -352,9 +390,9 @@ fn clock_secs(s: &str) -> Option<(f64, bool)> {
     let sec_txt = s.get(6..)?;
     let n = sec_txt
         .bytes()
-        .take_while(|c| c.is_ascii_digit() || *c == b'.')
+        .take_while(|c| c.is_ascii_digit() || *c == b'.' || *c == b',')
         .count();
-    let sec: f64 = sec_txt.get(..n)?.parse().ok()?;
+    let sec: f64 = sec_txt.get(..n)?.replace(',', ".").parse().ok()?;
     Some((h * 3600.0 + m * 60.0 + sec, n <= 2))
 }
 
@@ -492,5 +530,17 @@ mod tests {
         assert_eq!(c.clock, Clock::WallYear);
         assert_eq!(d.t - c.t, 1.0);
         assert!(parse_wall("2017-12-07T00:05:16.5Z").is_some_and(|w| !w.coarse));
+        // a clock with a year against syslog's yearless one
+        let e = parse_wall("2017-12-07 00:05:20,250").unwrap();
+        let f = parse_wall("Dec  7 00:05:15").unwrap();
+        assert_eq!(e.since(&f), Some(5.25));
+        assert_eq!(f.since(&e), Some(-5.25));
+        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        let mono = When {
+            clock: Clock::Mono,
+            t: 1.0,
+            coarse: false,
+        };
+        assert_eq!(mono.since(&f), None);
     }
 }

@@ -24,15 +24,49 @@ fn leading_i64(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-/// `key<digits>` anywhere in `s`.
+/// `key<digits>` anywhere in `s` (spaces a person put after the key are
+/// skipped: [`fields_mended`] tells).
 fn field_u64(s: &str, key: &str) -> Option<u64> {
     let i = s.find(key)?;
-    leading_u64(s.get(i + key.len()..)?)
+    leading_u64(s.get(i + key.len()..)?.trim_start_matches(' '))
 }
 
 fn field_i64(s: &str, key: &str) -> Option<i64> {
     let i = s.find(key)?;
-    leading_i64(s.get(i + key.len()..)?)
+    leading_i64(s.get(i + key.len()..)?.trim_start_matches(' '))
+}
+
+/// The memory and identity fields of a `Killed process` line.
+const KILLED_FIELDS: &[&str] = &[
+    "total-vm:",
+    "anon-rss:",
+    "file-rss:",
+    "shmem-rss:",
+    "pgtables:",
+    "UID:",
+    "oom_score_adj:",
+];
+
+/// Did a person edit the fields of this `Killed process` line: a space
+/// after a field's colon (`total-vm: 1234kB`), a space before the unit
+/// (`1234 kB`) or the unit in another case (`kb`, `KB`)? The kernel prints
+/// none of these.
+pub(super) fn fields_mended(msg: &str) -> bool {
+    let b = msg.as_bytes();
+    let spaced = KILLED_FIELDS.iter().any(|k| {
+        msg.find(k)
+            .is_some_and(|i| b.get(i + k.len()) == Some(&b' '))
+    });
+    if spaced {
+        return true;
+    }
+    // digits, then an odd unit
+    b.windows(3).enumerate().any(|(i, w)| {
+        let unit_at = |j: usize| b.get(j..j + 2);
+        w[0].is_ascii_digit()
+            && ((w[1] == b' ' && matches!(unit_at(i + 2), Some(b"kB" | b"kb" | b"KB" | b"Kb")))
+                || matches!(&w[1..], b"kb" | b"KB" | b"Kb"))
+    })
 }
 
 fn field_i32(s: &str, key: &str) -> Option<i32> {
