@@ -134,7 +134,7 @@ fn generate_worst(path: &Path, size: u64) -> std::io::Result<u64> {
         buf.clear();
         round += 1;
         t += 0.05;
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             // 5.4+ dmesg: header, table, summary, kill, reaper
             let _ = writeln!(buf, "[{t:12.6}] worker invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, oom_score_adj=0");
             let _ = writeln!(buf, "[{t:12.6}] Tasks state (memory values in pages):");

@@ -5,14 +5,76 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::era::Era;
-use super::model::{LoopFinding, MasterGuess, SpareReason, Spared, VictimGroup};
-use super::records::{Records, RowRec};
+use super::model::{
+    GroupCall, LoopFinding, LoopRule, MasterGuess, SpareReason, Spared, VictimGroup,
+};
+use super::records::{KillRec, Records, RowRec};
+use super::supervisors::Links;
 use crate::events::prefix::{Clock, When};
 
 /// Pids listed per victim group and per spared set.
 const MAX_PIDS_LISTED: usize = 40;
 /// Tables older than this (same clock) do not start the victim's episode.
 const EPISODE_S: f64 = 3600.0;
+/// Kills closer than this are one OOM episode (a memory.oom.group kill, the
+/// victims of one OOM; a serial console takes up to ~15 ms a line). A
+/// killed worker's replacement needs longer to fork and fill its memory.
+const BURST_S: f64 = 0.05;
+/// A loop goes on to the end of the log: its last kill at most this many
+/// typical gaps between its episodes before the end...
+const TAIL_GAPS: f64 = 3.0;
+/// ... or this many seconds, whichever is longer.
+const TAIL_MIN_S: f64 = 5.0;
+
+/// Seconds between two kills on their finest common clock (the kernel's
+/// uptime, else their stamps), and whether that clock counts whole seconds.
+fn kill_gap(a: &KillRec, b: &KillRec) -> Option<(f64, bool)> {
+    if let (Some(x), Some(y)) = (a.uptime, b.uptime) {
+        return Some((y - x, false));
+    }
+    let (x, y) = (a.when?, b.when?);
+    Some((y.since(&x)?, x.coarse || y.coarse))
+}
+
+/// The OOM episode of each kill, in kill order: a kill starts a new one
+/// unless it belongs to the same OOM report as the one before (a group
+/// kill, a process sharing the victim's memory) or came less than
+/// [`BURST_S`] after it. Where whole-second stamps cannot tell, a new OOM
+/// header or selection line before the kill starts a new episode.
+pub(super) fn episodes(rec: &Records) -> Vec<u32> {
+    let mut out = Vec::with_capacity(rec.kills.len());
+    let mut ep = 0u32;
+    let mut prev: Option<&KillRec> = None;
+    for k in &rec.kills {
+        let new = match prev {
+            None => true,
+            Some(p) if p.input != k.input => true,
+            Some(p) if p.incident == k.incident => false,
+            Some(p) => match kill_gap(p, k) {
+                Some((g, false)) => g.abs() >= BURST_S,
+                Some((g, true)) => g.abs() >= 1.0 || k.new_oom,
+                None => k.new_oom,
+            },
+        };
+        if new && prev.is_some() {
+            ep += 1;
+        }
+        out.push(ep);
+        prev = Some(k);
+    }
+    out
+}
+
+/// Seconds from kill `k` to the end of its input, where comparable.
+fn tail_of(rec: &Records, k: &KillRec) -> Option<f64> {
+    let (end, end_up) = rec.input_end.get(k.input).copied()?;
+    let t = match (k.when, end) {
+        (Some(w), Some(e)) => e.since(&w),
+        _ => None,
+    }
+    .or_else(|| Some(end_up? - k.uptime?))?;
+    Some(t.max(0.0))
+}
 
 /// (newest pid, oldest pid, pid_max) of a table: see [`largest_gap`].
 type Gap = Option<(u32, u32, u64)>;
@@ -210,11 +272,12 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
     out
 }
 
-/// Victims grouped by (name, uid, memcg), and the groups that are loops:
-/// confirmed by `min_respawned_kills` respawned kills, or suspected.
+/// Victims grouped by (name, uid, memcg), and the groups that are loops
+/// (see [`LoopRule`]), each with the rule that fired or why it is none.
 pub(super) fn groups(
     rec: &Records,
     classes: &[KillClass],
+    links: &Links,
     min_respawned_kills: usize,
 ) -> (Vec<VictimGroup>, Vec<LoopFinding>) {
     #[derive(Default)]
@@ -222,14 +285,36 @@ pub(super) fn groups(
         kills: u64,
         pids: Vec<u32>,
         distinct: HashSet<u32>,
-        incidents: HashSet<u64>,
         respawned: u64,
         in_table: u64,
         unknown: u64,
+        /// kills not shown by a task table to be of old processes
+        fresh: HashSet<u32>,
         first: Option<(Option<When>, Option<String>)>,
         last: Option<(Option<When>, Option<String>)>,
         victim_rss: Vec<u64>,
+        episodes: Vec<u32>,
+        /// the first kill of each of its episodes
+        episode_kills: Vec<usize>,
+        last_kill: usize,
+        first_kill: usize,
+        oom_group: Option<u32>,
+        members: HashSet<usize>,
     }
+    let episode = episodes(rec);
+    // a restarted container is a new cgroup with a new id: group by the rest
+    let mut cg_names: Vec<String> = Vec::new();
+    let mut cg_ids: HashMap<String, u32> = HashMap::new();
+    let mut cg_of: HashMap<u32, u32> = HashMap::new();
+    let mut cgroup = |m: u32| -> u32 {
+        *cg_of.entry(m).or_insert_with(|| {
+            let g = without_container_id(rec.strings.get(m));
+            *cg_ids.entry(g.clone()).or_insert_with(|| {
+                cg_names.push(g);
+                u32::try_from(cg_names.len() - 1).unwrap_or(u32::MAX)
+            })
+        })
+    };
     let mut accs: BTreeMap<(u32, Option<u32>, Option<u32>), Acc> = BTreeMap::new();
     let killed_pids: HashSet<u32> = rec.kills.iter().map(|k| k.pid).collect();
     let mut row_by_pid: HashMap<u32, &RowRec> = HashMap::new();
@@ -242,7 +327,7 @@ pub(super) fn groups(
     // the same (name, uid).
     let mut last_memcg: HashMap<(u32, Option<u32>), u32> = HashMap::new();
     let mut last_uid: HashMap<u32, u32> = HashMap::new();
-    for (k, c) in rec.kills.iter().zip(classes) {
+    for (i, (k, c)) in rec.kills.iter().zip(classes).enumerate() {
         let uid = match c.uid {
             Some(u) => {
                 last_uid.insert(k.name, u);
@@ -250,7 +335,7 @@ pub(super) fn groups(
             }
             None => last_uid.get(&k.name).copied(),
         };
-        let memcg = match k.memcg {
+        let memcg = match k.memcg.map(&mut cgroup) {
             Some(m) => {
                 last_memcg.insert((k.name, uid), m);
                 Some(m)
@@ -263,11 +348,14 @@ pub(super) fn groups(
             a.pids.push(k.pid);
         }
         a.distinct.insert(k.pid);
-        a.incidents.insert(k.incident);
+        a.members.insert(i);
         match c.respawned {
             Some(true) => a.respawned += 1,
             Some(false) => {}
             None => a.unknown += 1,
+        }
+        if c.respawned != Some(false) {
+            a.fresh.insert(k.pid);
         }
         if c.in_table == Some(true) {
             a.in_table += 1;
@@ -275,17 +363,27 @@ pub(super) fn groups(
                 a.victim_rss.push(r.rss);
             }
         }
+        let ep = episode.get(i).copied().unwrap_or(0);
+        if a.episodes.last() != Some(&ep) && !a.episodes.contains(&ep) {
+            a.episodes.push(ep);
+            a.episode_kills.push(i);
+        }
         if a.first.is_none() {
             a.first = Some((k.when, k.time.clone()));
+            a.first_kill = i;
         }
         a.last = Some((k.when, k.time.clone()));
+        a.last_kill = i;
+        if k.oom_group.is_some() {
+            a.oom_group = k.oom_group;
+        }
     }
     let root_bonus = rec.eras.iter().all(|e| e.has_root_bonus());
     let mut groups = Vec::new();
     let mut loops = Vec::new();
     for ((name_id, uid, memcg), a) in accs {
         let name = rec.strings.get(name_id).to_string();
-        let memcg = memcg.map(|m| rec.strings.get(m).to_string());
+        let memcg = memcg.and_then(|m| cg_names.get(m as usize).cloned());
         let (span, rate) = match (&a.first, &a.last) {
             (Some((Some(f), _)), Some((Some(l), _))) if f.clock == l.clock => {
                 let mut span = (l.t - f.t).max(0.0);
@@ -313,12 +411,71 @@ pub(super) fn groups(
             .unwrap_or_default();
         same.sort_by_key(|r| r.pid);
         same.dedup_by_key(|r| r.pid);
-        let confirmed = a.respawned >= min_respawned_kills as u64;
-        let suspected = !confirmed
-            && a.unknown == a.kills
-            && a.incidents.len() >= 3
-            && a.distinct.len() as u64 >= (min_respawned_kills as u64 + 1).max(3);
-        let is_loop = confirmed || suspected;
+        // what the supervisors say about these kills
+        let evidence: Vec<_> = links
+            .evidence
+            .iter()
+            .filter(|e| e.kills.iter().any(|k| a.members.contains(k)))
+            .collect();
+        let episodes = a.episodes.len() as u64;
+        let last_k = rec.kills.get(a.last_kill);
+        let tail_s = last_k
+            .and_then(|k| tail_of(rec, k))
+            .map(|t| (t * 1000.0).round() / 1000.0);
+        // the typical gap between its episodes
+        let mut gaps: Vec<f64> = a
+            .episode_kills
+            .windows(2)
+            .filter_map(|w| {
+                let (x, y) = (rec.kills.get(w[0])?, rec.kills.get(w[1])?);
+                kill_gap(x, y).map(|g| g.0.abs())
+            })
+            .collect();
+        gaps.sort_by(f64::total_cmp);
+        let typical_gap = gaps.get(gaps.len() / 2).copied();
+        let goes_on = match tail_s {
+            Some(t) => t <= (typical_gap.unwrap_or(0.0) * TAIL_GAPS).max(TAIL_MIN_S),
+            // no times to measure a quiet tail by
+            None => true,
+        };
+        let supervised = evidence.iter().any(|e| e.proves_respawn());
+        let counter_repeated = evidence.iter().any(|e| e.counter_says_repeated());
+        let rule = if episodes >= 2 && a.respawned >= min_respawned_kills as u64 {
+            Some(LoopRule::TaskTable)
+        } else if episodes >= 2 && supervised {
+            Some(LoopRule::Supervisor)
+        } else if counter_repeated {
+            Some(LoopRule::RestartCounter)
+        } else if episodes >= 3 && a.fresh.len() >= 3 && goes_on {
+            Some(LoopRule::Sustained)
+        } else {
+            None
+        };
+        let call = match rule {
+            Some(r) => GroupCall::Loop(r),
+            None if a.kills <= 1 => GroupCall::Single,
+            None if episodes <= 1 => {
+                // (whole-second stamps cannot say how long it took)
+                let span_s = rec.kills.get(a.first_kill).zip(last_k).and_then(|(f, l)| {
+                    kill_gap(f, l)
+                        .filter(|g| !g.1)
+                        .map(|g| (g.0.abs() * 1000.0).round() / 1000.0)
+                });
+                GroupCall::Burst {
+                    kills: a.kills,
+                    span_s,
+                    oom_group: a.oom_group.map(|g| rec.strings.get(g).to_string()),
+                }
+            }
+            None => match tail_s {
+                Some(t) if !goes_on && episodes >= 3 && a.fresh.len() >= 3 => GroupCall::Stopped {
+                    episodes,
+                    tail_s: t,
+                },
+                _ => GroupCall::Unproven { episodes },
+            },
+        };
+        let is_loop = rule.is_some();
         let master = uid
             .filter(|_| is_loop)
             .and_then(|u| same.iter().find(|r| r.uid == u))
@@ -369,6 +526,7 @@ pub(super) fn groups(
                 }
             })
             .collect();
+        let ended_by = evidence.iter().find(|e| e.gave_up()).map(|e| e.supervisor);
         let g = VictimGroup {
             name: name.clone(),
             uid,
@@ -386,18 +544,33 @@ pub(super) fn groups(
             likely_master: master,
             spared,
             is_loop,
+            episodes,
+            tail_s,
+            call: call.clone(),
+            supervisors: evidence.iter().map(|e| e.to_model()).collect(),
         };
-        if is_loop {
+        if let Some(rule) = rule {
+            let mut sups: Vec<_> = evidence
+                .iter()
+                .filter(|e| e.proves_respawn())
+                .map(|e| e.supervisor)
+                .collect();
+            sups.dedup();
             loops.push(LoopFinding {
                 name: g.name.clone(),
                 uid: g.uid,
                 memcg: g.memcg.clone(),
-                confirmed,
+                confirmed: rule != LoopRule::Sustained,
                 kills: g.kills,
                 respawned_kills: g.respawned_kills,
                 kills_per_s: g.kills_per_s,
                 span_s: g.span_s,
                 likely_master: g.likely_master.as_ref().map(|m| m.pid),
+                rule,
+                episodes,
+                tail_s,
+                supervisors: sups,
+                ended_by,
                 distinct_pids: g.distinct_pids,
                 likely_master_rss_pages: g.likely_master.as_ref().map(|m| m.rss_pages),
             });
@@ -412,6 +585,43 @@ pub(super) fn groups(
             .then(b.kills.cmp(&a.kills))
     });
     (groups, loops)
+}
+
+/// A cgroup path with a container id in its last part (`.../cri-containerd-
+/// <64 hex>.scope`, `.../docker-<id>.scope`, `/docker/<id>`) written with
+/// `*` in its place: Kubernetes restarts a container as a new one, in a new
+/// cgroup, and its kills are still one group.
+fn without_container_id(path: &str) -> String {
+    let (dir, last) = path.rsplit_once('/').unwrap_or(("", path));
+    let b = last.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    let mut changed = false;
+    while i < b.len() {
+        let run = b
+            .get(i..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
+        if run >= 32 {
+            out.push('*');
+            changed = true;
+            i += run;
+        } else {
+            let n = run.max(1);
+            out.push_str(last.get(i..i + n).unwrap_or(""));
+            i += n;
+        }
+    }
+    if !changed {
+        return path.to_string();
+    }
+    if path.contains('/') {
+        format!("{dir}/{out}")
+    } else {
+        out
+    }
 }
 
 /// The largest circular gap between used pids: (newest, oldest, pid_max).
@@ -455,6 +665,22 @@ fn in_gap(pid: u32, newest: u32, oldest: u32, pid_max: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_ids_left_out_of_groups() {
+        let id = "4bcba7fc4369fee4d7d2e6263b58fce52cfc928c6a31cfac4d43c838708991ce";
+        assert_eq!(
+            without_container_id(&format!(
+                "/kubepods.slice/kubepods-pod1.slice/cri-containerd-{id}.scope"
+            )),
+            "/kubepods.slice/kubepods-pod1.slice/cri-containerd-*.scope"
+        );
+        assert_eq!(without_container_id(&format!("/docker/{id}")), "/docker/*");
+        assert_eq!(
+            without_container_id("/system.slice/app.service"),
+            "/system.slice/app.service"
+        );
+    }
 
     #[test]
     fn gap_and_wrap() {

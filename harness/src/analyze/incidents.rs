@@ -5,11 +5,19 @@ use super::diagnosis;
 use super::envelope::{self, Messages};
 use super::era::Era;
 use super::input::LineSink;
-use super::model::{Chosen, How, Incident, Note, Reaper, Totals, Victim};
-use super::records::{KillRec, Records, RowRec, MAX_KILL_RECORDS, MAX_ROW_RECORDS};
+use super::model::{
+    ChildSacrifice, Chosen, How, Incident, InputError, Note, Reaper, Repair, Repairs, Totals,
+    Victim,
+};
+use super::records::{
+    KillRec, Records, RowRec, SupRec, MAX_KILL_RECORDS, MAX_ROW_RECORDS, MAX_SUP_RECORDS,
+};
+use super::supervisors;
+use super::wrap::{self, Continued};
 use super::{Analysis, AnalyzeOptions, InputStats};
-use crate::events::kernel::{self, Constraint, KernelEvent, Parser, Timestamp};
-use crate::events::prefix::When;
+use crate::events::kernel::{self, Constraint, KernelEvent, Mended, Parser, Timestamp};
+use crate::events::prefix::{split_prefix, When};
+use crate::events::supervisor;
 
 /// Lines looked at one by one after an OOM header before giving up on a
 /// task table that has not appeared.
@@ -47,6 +55,32 @@ pub(crate) struct Builder {
     line_truncated_name: bool,
     /// Task-table snapshot counter: a new one at each header / OOM report.
     table_no: u32,
+    /// A line that may continue on the next one (a wrapped paste).
+    pending: Option<Pending>,
+    /// The line being read may be held as `pending`.
+    may_hold: bool,
+    /// ... and asked to be.
+    hold: bool,
+    /// Repairs of the line being read, and whether it gave anything.
+    line_repairs: Vec<Repair>,
+    line_read: bool,
+    repairs: Repairs,
+    /// The last time seen in the current input, as printed and as a
+    /// number, and its uptime.
+    last_ts: Option<Timestamp>,
+    last_when: Option<When>,
+    last_uptime: Option<f64>,
+    errors: Vec<InputError>,
+    /// The line handed over was taken into a join.
+    consumed: bool,
+}
+
+/// A held line (see [`wrap`]).
+struct Pending {
+    raw: Vec<u8>,
+    prev: Vec<u8>,
+    offset: u64,
+    joins: u8,
 }
 
 impl Builder {
@@ -68,6 +102,17 @@ impl Builder {
             ctx_offset: 0,
             line_truncated_name: false,
             table_no: 0,
+            pending: None,
+            may_hold: false,
+            hold: false,
+            line_repairs: Vec::new(),
+            line_read: false,
+            repairs: Repairs::default(),
+            last_ts: None,
+            last_when: None,
+            last_uptime: None,
+            errors: Vec::new(),
+            consumed: false,
         }
     }
 
@@ -78,14 +123,44 @@ impl Builder {
             lines_examined: 0,
             gzip,
             journal_json_lines: 0,
+            supervisor_lines: 0,
+            ends_at: None,
         });
+        self.rec.input_end.push((None, None));
         self.context_left = 0;
+        self.last_ts = None;
+        self.last_when = None;
+        self.last_uptime = None;
+        self.ctx_ts = None;
+        self.ctx_uptime = None;
     }
 
     pub(crate) fn end_input(&mut self, bytes: u64) {
         if let Some(i) = self.inputs.last_mut() {
             i.bytes = bytes;
         }
+    }
+
+    /// An input that could not be opened: reported, and left out.
+    pub(crate) fn unreadable(&mut self, path: &str, error: String) {
+        self.errors.push(InputError {
+            path: path.to_string(),
+            error,
+            bytes_read: 0,
+        });
+    }
+
+    /// An input whose reading failed part way: what was read counts.
+    pub(crate) fn failed_input(&mut self, path: &str, error: String, bytes_read: u64) {
+        self.errors.push(InputError {
+            path: path.to_string(),
+            error,
+            bytes_read,
+        });
+    }
+
+    fn input_index(&self) -> usize {
+        self.inputs.len().saturating_sub(1)
     }
 
     fn input_name(&self) -> String {
@@ -136,6 +211,15 @@ impl Builder {
             let name = self.rec.strings.id(&v.name);
             v.kill_no = Some(self.rec.kills.len());
             let incident = self.cur.as_ref().map_or(0, |c| c.index);
+            let new_oom = self.cur.as_ref().is_some_and(|c| {
+                c.victims.is_empty()
+                    && (c.header_printed || c.chosen.is_some() || c.summary_pid_uid.is_some())
+            });
+            let oom_group = self
+                .cur
+                .as_ref()
+                .and_then(|c| c.oom_group.clone())
+                .map(|g| self.rec.strings.id(&g));
             self.rec.kills.push(KillRec {
                 incident,
                 truncated: self.line_truncated_name,
@@ -144,8 +228,12 @@ impl Builder {
                 uid: v.uid,
                 memcg,
                 when: When::of(self.ctx_ts.as_ref()),
+                uptime: self.ctx_uptime,
                 time: v.time.clone(),
                 seq: self.seq,
+                input: self.input_index(),
+                new_oom,
+                oom_group,
             });
         } else {
             self.rec.kills_dropped += 1;
@@ -292,6 +380,16 @@ impl Builder {
                         .and_then(|(_, u)| u)
                 });
                 let memcg = inc.task_memcg.clone();
+                if inc.victims.is_empty() && inc.sacrificed_child.is_none() {
+                    if let Some(c) = inc.chosen.as_ref().filter(|c| c.pid != k.pid) {
+                        inc.sacrificed_child = Some(ChildSacrifice {
+                            chosen_pid: c.pid,
+                            chosen_name: c.name.clone(),
+                            score: c.score,
+                            victim_pid: k.pid,
+                        });
+                    }
+                }
                 let v = Victim {
                     pid: k.pid,
                     name: k.name,
@@ -308,6 +406,7 @@ impl Builder {
                     in_task_table: None,
                     respawned: None,
                     reaper: None,
+                    started_by: None,
                     kill_no: None,
                 };
                 self.push_victim(v, memcg);
@@ -335,6 +434,7 @@ impl Builder {
                     in_task_table: None,
                     respawned: None,
                     reaper: None,
+                    started_by: None,
                     kill_no: None,
                 };
                 self.push_victim(v, memcg);
@@ -433,9 +533,16 @@ impl Builder {
         }
     }
 
-    fn handle_msg(&mut self, msg: &str) {
-        match self.parser.parse(msg) {
-            Some(ev) => {
+    fn handle_msg(&mut self, msg: &str, whole: bool) {
+        match self.parser.parse_mended(msg) {
+            Some((ev, mended)) => {
+                if whole && self.may_hold && self.pending.is_none() && wrap::looks_cut(&ev, msg) {
+                    // maybe wrapped: wait for the next line
+                    self.hold = true;
+                    return;
+                }
+                self.note_mended(mended);
+                self.line_read = true;
                 self.line_truncated_name = match &ev {
                     KernelEvent::Killed(k) => !msg.contains(&format!("({})", k.name)),
                     _ => false,
@@ -443,12 +550,135 @@ impl Builder {
                 self.event(ev);
             }
             None => {
+                if whole && self.may_hold && self.pending.is_none() && kernel::has_keyword(msg) {
+                    // a keyword but no message: maybe cut by a wrap
+                    self.hold = true;
+                    return;
+                }
                 if self.context_left > 0 {
                     self.partial_row(msg);
+                    self.mem_info(msg);
                 }
                 self.context_left = self.context_left.saturating_sub(1);
+                self.supervisor_line(msg);
             }
         }
+    }
+
+    fn note_mended(&mut self, m: Mended) {
+        if m.keyword_case {
+            self.line_repairs.push(Repair::KeywordCase);
+        }
+        if m.fields {
+            self.line_repairs.push(Repair::Fields);
+        }
+    }
+
+    /// `N pages RAM` of a Mem-Info dump: the machine's memory.
+    fn mem_info(&mut self, msg: &str) {
+        let Some(n) = msg.trim().strip_suffix(" pages RAM") else {
+            return;
+        };
+        if let Ok(pages) = n.trim().parse::<u64>() {
+            let r = self.rec.ram_pages.get_or_insert(pages);
+            *r = (*r).max(pages);
+        }
+    }
+
+    /// A supervisor's line, if it is one.
+    fn supervisor_line(&mut self, msg: &str) {
+        let Some(l) = supervisor::parse(msg) else {
+            return;
+        };
+        self.line_read = true;
+        if let Some(i) = self.inputs.last_mut() {
+            i.supervisor_lines += 1;
+        }
+        let when = match &self.ctx_ts {
+            Some(ts) => When::of(Some(ts)),
+            None => {
+                supervisor::own_timestamp(msg).and_then(|s| When::of(Some(&Timestamp::Wall(s))))
+            }
+        };
+        if when.is_some() && self.ctx_ts.is_none() {
+            self.last_when = when;
+        }
+        if self.rec.sups.len() < MAX_SUP_RECORDS {
+            self.rec.sups.push(SupRec {
+                supervisor: l.supervisor,
+                event: l.event,
+                when,
+                seq: self.seq,
+            });
+        } else {
+            self.rec.sups_dropped += 1;
+        }
+    }
+
+    /// Read one line (or a held one, or a join), counting its repairs.
+    fn read_line(&mut self, line: &[u8], prev: &[u8], offset: u64, may_hold: bool, joined: bool) {
+        self.seq += 1;
+        self.ctx_offset = offset;
+        self.may_hold = may_hold && line.len() <= wrap::WRAP_MAX;
+        self.hold = false;
+        self.line_repairs.clear();
+        self.line_read = false;
+        if joined {
+            self.line_repairs.push(Repair::WrappedLine);
+        }
+        envelope::open(line, prev, self);
+        if self.hold {
+            self.pending = Some(Pending {
+                raw: line.to_vec(),
+                prev: prev.to_vec(),
+                offset,
+                joins: 0,
+            });
+            return;
+        }
+        if let Some(i) = self.inputs.last_mut() {
+            i.lines_examined += 1;
+        }
+        if self.line_read && !self.line_repairs.is_empty() {
+            self.repairs.lines += 1;
+            self.line_repairs.sort();
+            self.line_repairs.dedup();
+            for r in std::mem::take(&mut self.line_repairs) {
+                self.repairs.add(r);
+            }
+        }
+    }
+
+    /// A held line meets the next one.
+    fn resolve_pending(&mut self, next: Option<&[u8]>) {
+        let Some(mut p) = self.pending.take() else {
+            return;
+        };
+        if let Some(next) = next {
+            let first = String::from_utf8_lossy(&envelope::without_controls(&p.raw)).into_owned();
+            let next = String::from_utf8_lossy(&envelope::without_controls(next)).into_owned();
+            match wrap::continued(
+                first.trim_end_matches('\r'),
+                next.trim_end_matches('\r'),
+                p.joins,
+                self.parser.columns(),
+            ) {
+                Continued::More(j) => {
+                    p.raw = j.into_bytes();
+                    p.joins += 1;
+                    self.pending = Some(p);
+                    return;
+                }
+                Continued::Done(j) => {
+                    self.read_line(j.as_bytes(), &p.prev, p.offset, false, true);
+                    // the next line was consumed by the join
+                    self.consumed = true;
+                    return;
+                }
+                Continued::No => {}
+            }
+        }
+        self.read_line(&p.raw, &p.prev, p.offset, false, p.joins > 0);
     }
 
     /// A task-table row cut short or interleaved (`[  701]   999   701   9000 [  600.1] e1000e: ...`):
@@ -506,8 +736,22 @@ impl Builder {
                 }
             }
         }
-        let (groups, loops) = diagnosis::groups(&self.rec, &classes, self.opts.min_respawned_kills);
+        let links = supervisors::link(&self.rec);
+        for inc in &mut self.incidents {
+            for v in &mut inc.victims {
+                if let Some(s) = v.kill_no.and_then(|k| links.started_by.get(&k)) {
+                    v.started_by = Some(*s);
+                }
+            }
+        }
+        let (groups, loops) =
+            diagnosis::groups(&self.rec, &classes, &links, self.opts.min_respawned_kills);
         let mut notes = Vec::new();
+        if !self.errors.is_empty() {
+            notes.push(Note::InputsUnreadable {
+                count: self.errors.len() as u64,
+            });
+        }
         if self.rec.kills_dropped > 0 {
             notes.push(Note::KillsNotClassified {
                 count: self.rec.kills_dropped,
@@ -529,7 +773,39 @@ impl Builder {
                 count: self.totals.chosen - killed,
             });
         }
+        let mut sacrificed: std::collections::BTreeMap<(u32, String), u64> = Default::default();
+        for sc in self
+            .incidents
+            .iter()
+            .filter_map(|i| i.sacrificed_child.as_ref())
+        {
+            *sacrificed
+                .entry((sc.chosen_pid, sc.chosen_name.clone()))
+                .or_default() += 1;
+        }
+        for ((chosen_pid, chosen_name), times) in sacrificed {
+            notes.push(Note::ChildSacrificed {
+                chosen_pid,
+                chosen_name,
+                times,
+            });
+        }
+        if links.unmatched_deaths > 0 {
+            notes.push(Note::DeathsUnmatched {
+                count: links.unmatched_deaths,
+            });
+        }
+        for (supervisor, count, why) in links.self_kills {
+            notes.push(Note::SelfKills {
+                supervisor,
+                count,
+                why,
+            });
+        }
         Analysis {
+            unreadable: self.errors,
+            repaired: self.repairs,
+            ram_kb: self.rec.ram_pages.map(|p| p * 4),
             inputs: self.inputs,
             totals: self.totals,
             loop_found: !loops.is_empty(),
@@ -545,22 +821,49 @@ impl Builder {
 }
 
 impl LineSink for Builder {
-    fn line(&mut self, line: &[u8], offset: u64) {
-        self.seq += 1;
-        self.ctx_offset = offset;
-        if let Some(i) = self.inputs.last_mut() {
-            i.lines_examined += 1;
+    fn line(&mut self, line: &[u8], prev: &[u8], offset: u64) {
+        if self.pending.is_some() {
+            self.consumed = false;
+            self.resolve_pending(Some(line));
+            if self.consumed || self.pending.is_some() {
+                return;
+            }
         }
-        envelope::open(line, self);
+        self.read_line(line, prev, offset, true, false);
     }
 
     fn wants_every_line(&self) -> bool {
-        self.context_left > 0
+        self.context_left > 0 || self.pending.is_some()
+    }
+
+    fn end(&mut self, last: &[u8]) {
+        self.resolve_pending(None);
+        // the time the log ends at: its last line's, else the last one seen
+        let text = String::from_utf8_lossy(last);
+        let l = split_prefix(&text);
+        let ts =
+            l.ts.clone()
+                .or_else(|| supervisor::own_timestamp(l.msg).map(Timestamp::Wall));
+        let when = When::of(ts.as_ref()).or(self.last_when);
+        let uptime = l.uptime.or(self.last_uptime);
+        if let Some(e) = self.rec.input_end.last_mut() {
+            *e = (when, uptime);
+        }
+        if let Some(i) = self.inputs.last_mut() {
+            i.ends_at = show_ts(ts.as_ref().or(self.last_ts.as_ref()));
+        }
     }
 }
 
 impl Messages for Builder {
     fn time(&mut self, ts: Option<Timestamp>, uptime: Option<f64>) {
+        if let Some(w) = When::of(ts.as_ref()) {
+            self.last_when = Some(w);
+            self.last_ts.clone_from(&ts);
+        }
+        if uptime.is_some() {
+            self.last_uptime = uptime;
+        }
         self.ctx_ts = ts;
         self.ctx_uptime = uptime;
     }
@@ -571,7 +874,15 @@ impl Messages for Builder {
         }
     }
 
-    fn message(&mut self, msg: &str) {
-        self.handle_msg(msg);
+    fn message(&mut self, msg: &str, whole: bool) {
+        self.handle_msg(msg, whole);
+    }
+
+    fn userspace(&mut self, msg: &str) {
+        self.supervisor_line(msg);
+    }
+
+    fn repaired(&mut self, what: Repair) {
+        self.line_repairs.push(what);
     }
 }

@@ -114,7 +114,11 @@ enum Cmd {
     },
     /// Diagnose OOM kills and kill/respawn loops in real logs of any kernel
     /// era: dmesg, dmesg -T, syslog, journalctl (short*, -o json), .gz
-    /// files, `-` for stdin. Exit 0: no loop, 1: loop found, 2: unreadable.
+    /// files, `-` for stdin; with the logs of the supervisors that respawn
+    /// what was killed (systemd, nginx, php-fpm, uWSGI, gunicorn,
+    /// supervisord, PostgreSQL, Docker, containerd, kubelet), in the same
+    /// files or given beside them. Exit 0: no loop, 1: loop found, 2: an
+    /// input could not be read (the others are analysed).
     Analyze {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
@@ -237,6 +241,11 @@ fn main() -> ExitCode {
 fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOptions) -> Exit {
     match oomlab::analyze::analyze_paths(inputs, opts) {
         Ok(a) => {
+            // like grep: every readable input analysed, each unreadable one
+            // reported, exit 2 at the end
+            for e in &a.unreadable {
+                eprintln!("oomlab: {}: {}", printable(&e.path), printable(&e.error));
+            }
             if json {
                 match serde_json::to_string_pretty(&a) {
                     Ok(s) => println!("{s}"),
@@ -251,11 +260,18 @@ fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOption
             match oomlab::analyze::exit_code(&a) {
                 0 => Exit::Success,
                 1 => Exit::Mismatch,
+                2 => Exit::BadInput,
                 other => {
                     eprintln!("oomlab: analyze gave an unknown status {other}");
                     Exit::CannotRun
                 }
             }
+        }
+        Err(oomlab::analyze::AnalyzeError::Unreadable(errors)) => {
+            for e in &errors {
+                eprintln!("oomlab: {}: {}", printable(&e.path), printable(&e.error));
+            }
+            Exit::BadInput
         }
         Err(e) => {
             eprintln!("oomlab: {}", printable(&e.to_string()));
@@ -537,7 +553,6 @@ async fn run(
         Exit::Success
     }
 }
-
 
 /// Progress of a matrix: a bar on a terminal, plain lines otherwise.
 struct MatrixUi {
