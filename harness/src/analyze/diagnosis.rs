@@ -2,9 +2,10 @@
 //! episode (respawned), victims grouped by (name, uid, memcg), the
 //! processes spared, and which groups are kill/respawn loops.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use super::era::Era;
+use super::fxhash::{IntMap, IntSet};
 use super::model::{
     GroupCall, LoopFinding, LoopRule, MasterGuess, SpareReason, Spared, VictimGroup,
 };
@@ -76,10 +77,8 @@ fn tail_of(rec: &Records, k: &KillRec) -> Option<f64> {
     Some(t.max(0.0))
 }
 
-/// (newest pid, oldest pid, pid_max) of a table: see [`largest_gap`].
-type Gap = Option<(u32, u32, u64)>;
 /// Prefix pid counts less one incident's own rows, cached by (prefix, incident).
-type OwnCache = ((usize, u64), HashMap<u32, u32>, Gap);
+type OwnCache = ((usize, u64), IntMap<u32, u32>);
 
 /// What the task tables say about one kill.
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +121,7 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
         key_row(ra).total_cmp(&key_row(rb))
     });
     let keys: Vec<f64> = order.iter().map(|i| key_row(&rec.rows[*i])).collect();
-    let mut uid_of: HashMap<u32, u32> = HashMap::new();
+    let mut uid_of: IntMap<u32, u32> = IntMap::default();
     for r in &rec.rows {
         uid_of.insert(r.pid, r.uid);
     }
@@ -136,7 +135,7 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
             *x = p;
         }
     }
-    let mut by_incident: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut by_incident: IntMap<u64, Vec<usize>> = IntMap::default();
     for (i, r) in rec.rows.iter().enumerate() {
         if r.incident != 0 {
             by_incident.entry(r.incident).or_default().push(i);
@@ -145,21 +144,19 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
     // Snapshots (one printed table each), by their first row's key.
     struct Snap {
         key: f64,
-        clock_t: Option<f64>,
         incident: u64,
-        pids: HashSet<u32>,
+        pids: IntSet<u32>,
         gap: Option<(u32, u32, u64)>,
     }
     let mut snaps: Vec<Snap> = Vec::new();
     {
-        let mut idx: HashMap<u32, usize> = HashMap::new();
+        let mut idx: IntMap<u32, usize> = IntMap::default();
         for r in &rec.rows {
             let i = *idx.entry(r.table).or_insert_with(|| {
                 snaps.push(Snap {
                     key: key_row(r),
-                    clock_t: r.when.map(|w| w.t),
                     incident: r.incident,
-                    pids: HashSet::new(),
+                    pids: IntSet::default(),
                     gap: None,
                 });
                 snaps.len() - 1
@@ -174,9 +171,8 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
         snaps.sort_by(|a, b| a.key.total_cmp(&b.key));
     }
     let mut out = Vec::with_capacity(rec.kills.len());
-    let mut counts: HashMap<u32, u32> = HashMap::new();
+    let mut counts: IntMap<u32, u32> = IntMap::default();
     let mut set_n = 0usize;
-    let mut gap: Option<(u32, u32, u64)> = None; // newest, oldest, pid_max
     let mut own_cache: Option<OwnCache> = None;
     for k in &rec.kills {
         let kk = match (clock, k.when) {
@@ -199,7 +195,6 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
                 }
             }
             set_n = n;
-            gap = largest_gap(counts.keys().copied(), pid_max);
         }
         let uid = k.uid.or_else(|| uid_of.get(&k.pid).copied());
         // this incident's own rows within the prefix
@@ -212,8 +207,8 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
                     .collect()
             })
             .unwrap_or_default();
-        let (in_t, g, empty) = if own.is_empty() {
-            (counts.contains_key(&k.pid), gap, counts.is_empty())
+        let (in_t, empty) = if own.is_empty() {
+            (counts.contains_key(&k.pid), counts.is_empty())
         } else {
             let key = (n, k.incident);
             if own_cache.as_ref().is_none_or(|c| c.0 != key) {
@@ -224,12 +219,11 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
                     }
                 }
                 c.retain(|_, v| *v > 0);
-                let g = largest_gap(c.keys().copied(), pid_max);
-                own_cache = Some((key, c, g));
+                own_cache = Some((key, c));
             }
             match &own_cache {
-                Some((_, c, g)) => (c.contains_key(&k.pid), *g, c.is_empty()),
-                None => (false, None, true),
+                Some((_, c)) => (c.contains_key(&k.pid), c.is_empty()),
+                None => (false, true),
             }
         };
         if empty {
@@ -240,23 +234,24 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
             });
             continue;
         }
-        let _ = g;
         // Respawned: born during the episode, i.e. absent from the first
         // table of the episode (the earliest one before this kill, other
         // than its own report's, at most EPISODE_S earlier) and newer
-        // than every process in it.
-        let first = snaps.iter().find(|sn| {
-            let before = if clock.is_some() {
-                sn.key <= kk
-            } else {
-                sn.key < kk
-            };
-            let near = match (clock, sn.clock_t, k.when) {
-                (Some(_), Some(t), Some(w)) => w.t - t <= EPISODE_S,
-                _ => true,
-            };
-            before && near && (sn.incident == 0 || sn.incident != k.incident)
-        });
+        // than every process in it. The snapshots are in key order: the
+        // candidates are one run of them.
+        let (lo, hi) = if clock.is_some() {
+            (
+                snaps.partition_point(|sn| sn.key < kk - EPISODE_S),
+                snaps.partition_point(|sn| sn.key <= kk),
+            )
+        } else {
+            (0, snaps.partition_point(|sn| sn.key < kk))
+        };
+        let first = snaps
+            .get(lo..hi.max(lo))
+            .unwrap_or_default()
+            .iter()
+            .find(|sn| sn.incident == 0 || sn.incident != k.incident);
         let resp = first.map(|sn| {
             !sn.pids.contains(&k.pid)
                 && sn
@@ -284,14 +279,14 @@ pub(super) fn groups(
     struct Acc {
         kills: u64,
         pids: Vec<u32>,
-        distinct: HashSet<u32>,
+        distinct: IntSet<u32>,
         respawned: u64,
         in_table: u64,
         unknown: u64,
         /// kills not shown by a task table to be of old processes
-        fresh: HashSet<u32>,
-        first: Option<(Option<When>, Option<String>)>,
-        last: Option<(Option<When>, Option<String>)>,
+        fresh: IntSet<u32>,
+        first: Option<Option<When>>,
+        last: Option<Option<When>>,
         victim_rss: Vec<u64>,
         episodes: Vec<u32>,
         /// the first kill of each of its episodes
@@ -299,13 +294,13 @@ pub(super) fn groups(
         last_kill: usize,
         first_kill: usize,
         oom_group: Option<u32>,
-        members: HashSet<usize>,
+        members: IntSet<usize>,
     }
     let episode = episodes(rec);
     // a restarted container is a new cgroup with a new id: group by the rest
     let mut cg_names: Vec<String> = Vec::new();
     let mut cg_ids: HashMap<String, u32> = HashMap::new();
-    let mut cg_of: HashMap<u32, u32> = HashMap::new();
+    let mut cg_of: IntMap<u32, u32> = IntMap::default();
     let mut cgroup = |m: u32| -> u32 {
         *cg_of.entry(m).or_insert_with(|| {
             let g = without_container_id(rec.strings.get(m));
@@ -316,17 +311,17 @@ pub(super) fn groups(
         })
     };
     let mut accs: BTreeMap<(u32, Option<u32>, Option<u32>), Acc> = BTreeMap::new();
-    let killed_pids: HashSet<u32> = rec.kills.iter().map(|k| k.pid).collect();
-    let mut row_by_pid: HashMap<u32, &RowRec> = HashMap::new();
-    let mut rows_by_name: HashMap<u32, Vec<&RowRec>> = HashMap::new();
+    let killed_pids: IntSet<u32> = rec.kills.iter().map(|k| k.pid).collect();
+    let mut row_by_pid: IntMap<u32, &RowRec> = IntMap::default();
+    let mut rows_by_name: IntMap<u32, Vec<&RowRec>> = IntMap::default();
     for r in &rec.rows {
         row_by_pid.insert(r.pid, r);
         rows_by_name.entry(r.name).or_default().push(r);
     }
     // Ratelimited kills print no memcg: inherit the last one seen for
     // the same (name, uid).
-    let mut last_memcg: HashMap<(u32, Option<u32>), u32> = HashMap::new();
-    let mut last_uid: HashMap<u32, u32> = HashMap::new();
+    let mut last_memcg: IntMap<(u32, Option<u32>), u32> = IntMap::default();
+    let mut last_uid: IntMap<u32, u32> = IntMap::default();
     for (i, (k, c)) in rec.kills.iter().zip(classes).enumerate() {
         let uid = match c.uid {
             Some(u) => {
@@ -364,15 +359,16 @@ pub(super) fn groups(
             }
         }
         let ep = episode.get(i).copied().unwrap_or(0);
-        if a.episodes.last() != Some(&ep) && !a.episodes.contains(&ep) {
+        // episodes only grow along the kills
+        if a.episodes.last() != Some(&ep) {
             a.episodes.push(ep);
             a.episode_kills.push(i);
         }
         if a.first.is_none() {
-            a.first = Some((k.when, k.time.clone()));
+            a.first = Some(k.when);
             a.first_kill = i;
         }
-        a.last = Some((k.when, k.time.clone()));
+        a.last = Some(k.when);
         a.last_kill = i;
         if k.oom_group.is_some() {
             a.oom_group = k.oom_group;
@@ -385,7 +381,7 @@ pub(super) fn groups(
         let name = rec.strings.get(name_id).to_string();
         let memcg = memcg.and_then(|m| cg_names.get(m as usize).cloned());
         let (span, rate) = match (&a.first, &a.last) {
-            (Some((Some(f), _)), Some((Some(l), _))) if f.clock == l.clock => {
+            (Some(Some(f)), Some(Some(l))) if f.clock == l.clock => {
                 let mut span = (l.t - f.t).max(0.0);
                 if f.coarse {
                     span += 1.0;
@@ -536,8 +532,14 @@ pub(super) fn groups(
             respawned_kills: a.respawned,
             in_table_kills: a.in_table,
             unknown_kills: a.unknown,
-            first_time: a.first.and_then(|f| f.1),
-            last_time: a.last.and_then(|l| l.1),
+            first_time: rec
+                .kills
+                .get(a.first_kill)
+                .and_then(|k| super::incidents::show_ts(k.ts.as_ref())),
+            last_time: rec
+                .kills
+                .get(a.last_kill)
+                .and_then(|k| super::incidents::show_ts(k.ts.as_ref())),
             span_s: span,
             kills_per_s: rate,
             pids: a.pids,
@@ -684,17 +686,17 @@ mod tests {
 
     #[test]
     fn gap_and_wrap() {
-        let set: HashSet<u32> = [29640, 29645, 30747, 8353, 8357].into_iter().collect();
+        let set: IntSet<u32> = [29640, 29645, 30747, 8353, 8357].into_iter().collect();
         let (n, o, m) = largest_gap(set.iter().copied(), 32_768).unwrap();
         assert_eq!((n, o, m), (8357, 29640, 32768));
         assert!(in_gap(8358, n, o, m));
         assert!(!in_gap(8357, n, o, m));
         assert!(!in_gap(30000, n, o, m));
         // a modern system: no wrap, the newest is the highest pid
-        let set: HashSet<u32> = [1, 800, 5000, 25000, 25010].into_iter().collect();
+        let set: IntSet<u32> = [1, 800, 5000, 25000, 25010].into_iter().collect();
         let (n, _, m) = largest_gap(set.iter().copied(), 4_194_304).unwrap();
         assert_eq!((n, m), (25010, 4_194_304));
-        let set: HashSet<u32> = [100, 200].into_iter().collect();
+        let set: IntSet<u32> = [100, 200].into_iter().collect();
         let (n, o, m) = largest_gap(set.iter().copied(), 32_768).unwrap();
         assert_eq!((n, o), (200, 100));
         assert!(in_gap(201, n, o, m));

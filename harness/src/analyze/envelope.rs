@@ -31,7 +31,11 @@ pub(crate) trait Messages {
 /// CRs, backspaces); tabs are kept. Borrowed when there were none.
 pub(crate) fn without_controls(line: &[u8]) -> Cow<'_, [u8]> {
     let bad = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
-    if !line.iter().any(|&b| bad(b)) {
+    // branch-free, so that the common case (none) runs vectorised
+    let any_bad = line.iter().fold(false, |acc, &b| {
+        acc | ((b < 0x20) & (b != b'\t')) | (b == 0x7f)
+    });
+    if !any_bad {
         return Cow::Borrowed(line);
     }
     let mut out = Vec::with_capacity(line.len());
@@ -58,6 +62,12 @@ pub(crate) fn without_controls(line: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// rsyslog's escaped newline.
+fn hash012() -> &'static memchr::memmem::Finder<'static> {
+    static F: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    F.get_or_init(|| memchr::memmem::Finder::new(b"#012"))
+}
+
 /// Take the kernel messages out of one input line (no `\n`); `prev` is the
 /// line before it, if short (a timestamp a paste split off).
 pub(crate) fn open<M: Messages>(line: &[u8], prev: &[u8], m: &mut M) {
@@ -69,8 +79,11 @@ pub(crate) fn open<M: Messages>(line: &[u8], prev: &[u8], m: &mut M) {
             Cow::Owned(l)
         }
     };
-    let text = String::from_utf8_lossy(&line);
-    if memchr::memmem::find(text.as_bytes(), b"#012").is_some() {
+    let text = match std::str::from_utf8(&line) {
+        Ok(t) => Cow::Borrowed(t),
+        Err(_) => String::from_utf8_lossy(&line),
+    };
+    if hash012().find(text.as_bytes()).is_some() {
         // rsyslog escaped the kernel's embedded newlines: the parts after
         // the first carry no stamp of their own.
         let mut parts = text.split("#012");

@@ -22,11 +22,13 @@ use crate::events::supervisor;
 /// Lines looked at one by one after an OOM header before giving up on a
 /// task table that has not appeared.
 const CONTEXT_LINES: u32 = 1000;
+/// Lines looked at one by one after a kill.
+const AFTER_KILL_LINES: u32 = 2;
 /// Victims listed per incident (oom.group can kill a whole cgroup).
 const MAX_VICTIMS_LISTED: usize = 200;
 
 /// A line's time as an incident or a victim shows it.
-fn show_ts(ts: Option<&Timestamp>) -> Option<String> {
+pub(super) fn show_ts(ts: Option<&Timestamp>) -> Option<String> {
     match ts? {
         Timestamp::Monotonic(t) => Some(format!("[{t:.6}]")),
         Timestamp::Wall(s) => Some(s.clone()),
@@ -71,6 +73,9 @@ pub(crate) struct Builder {
     last_when: Option<When>,
     last_uptime: Option<f64>,
     errors: Vec<InputError>,
+    /// The last wall-clock stamp read as a number (syslog repeats a stamp
+    /// for every line of a second).
+    when_cache: Option<(String, Option<When>)>,
     /// The line handed over was taken into a join.
     consumed: bool,
 }
@@ -112,6 +117,7 @@ impl Builder {
             last_when: None,
             last_uptime: None,
             errors: Vec::new(),
+            when_cache: None,
             consumed: false,
         }
     }
@@ -159,6 +165,23 @@ impl Builder {
         });
     }
 
+    /// The current line's time as a number.
+    fn ctx_when(&mut self) -> Option<When> {
+        match &self.ctx_ts {
+            Some(Timestamp::Wall(w)) => {
+                if let Some((s, when)) = &self.when_cache {
+                    if s == w {
+                        return *when;
+                    }
+                }
+                let when = When::of(self.ctx_ts.as_ref());
+                self.when_cache = Some((w.clone(), when));
+                when
+            }
+            other => When::of(other.as_ref()),
+        }
+    }
+
     fn input_index(&self) -> usize {
         self.inputs.len().saturating_sub(1)
     }
@@ -183,8 +206,19 @@ impl Builder {
     fn start_incident(&mut self) -> &mut Incident {
         self.close_incident();
         self.totals.incidents += 1;
-        let mut inc = Incident::new(self.totals.incidents, &self.input_name(), self.ctx_offset);
-        inc.time = show_ts(self.ctx_ts.as_ref());
+        // past `max_incidents` an incident is only counted: what it would
+        // show is not made
+        let kept = self.incidents.len() < self.opts.max_incidents;
+        let input = if kept {
+            self.input_name()
+        } else {
+            String::new()
+        };
+        let mut inc = Incident::new(self.totals.incidents, &input, self.ctx_offset);
+        inc.kept = kept;
+        if kept {
+            inc.time = show_ts(self.ctx_ts.as_ref());
+        }
         inc.uptime_s = self.ctx_uptime;
         self.cur.insert(inc)
     }
@@ -194,7 +228,7 @@ impl Builder {
         let reuse = self
             .cur
             .as_ref()
-            .is_some_and(|c| c.victims.is_empty() && c.victim_exiting.is_none() && !c.no_killable);
+            .is_some_and(|c| c.no_victims() && c.victim_exiting.is_none() && !c.no_killable);
         if !reuse {
             self.start_incident();
         }
@@ -212,7 +246,7 @@ impl Builder {
             v.kill_no = Some(self.rec.kills.len());
             let incident = self.cur.as_ref().map_or(0, |c| c.index);
             let new_oom = self.cur.as_ref().is_some_and(|c| {
-                c.victims.is_empty()
+                c.no_victims()
                     && (c.header_printed || c.chosen.is_some() || c.summary_pid_uid.is_some())
             });
             let oom_group = self
@@ -220,6 +254,7 @@ impl Builder {
                 .as_ref()
                 .and_then(|c| c.oom_group.clone())
                 .map(|g| self.rec.strings.id(&g));
+            let when = self.ctx_when();
             self.rec.kills.push(KillRec {
                 incident,
                 truncated: self.line_truncated_name,
@@ -227,9 +262,9 @@ impl Builder {
                 name,
                 uid: v.uid,
                 memcg,
-                when: When::of(self.ctx_ts.as_ref()),
+                when,
                 uptime: self.ctx_uptime,
-                time: v.time.clone(),
+                ts: self.ctx_ts.clone(),
                 seq: self.seq,
                 input: self.input_index(),
                 new_oom,
@@ -239,7 +274,7 @@ impl Builder {
             self.rec.kills_dropped += 1;
         }
         if let Some(c) = self.cur.as_mut() {
-            if c.victims.len() < MAX_VICTIMS_LISTED {
+            if c.kept && c.victims.len() < MAX_VICTIMS_LISTED {
                 c.victims.push(v);
             } else {
                 c.victims_not_listed += 1;
@@ -282,7 +317,7 @@ impl Builder {
                 if self
                     .cur
                     .as_ref()
-                    .is_none_or(|c| c.task_table_rows > 0 || !c.victims.is_empty())
+                    .is_none_or(|c| c.task_table_rows > 0 || !c.no_victims())
                 {
                     self.table_no += 1;
                 }
@@ -290,35 +325,16 @@ impl Builder {
                 self.context_left = CONTEXT_LINES;
             }
             KernelEvent::TaskRow(r) => {
-                self.totals.task_table_rows += 1;
-                self.context_left = CONTEXT_LINES;
-                if let Some(c) = self.cur.as_mut() {
-                    if c.victims.is_empty() {
-                        c.task_table_rows += 1;
-                    }
-                }
-                if self.rec.rows.len() < MAX_ROW_RECORDS {
-                    let name = self.rec.strings.id(&r.name);
-                    let incident = self
-                        .cur
-                        .as_ref()
-                        .filter(|c| c.victims.is_empty())
-                        .map_or(0, |c| c.index);
-                    self.rec.rows.push(RowRec {
-                        table: self.table_no,
-                        incident,
-                        pid: r.pid,
-                        uid: r.uid,
-                        name,
-                        rss: r.rss,
-                        total_vm: r.total_vm,
-                        oom_adj: r.oom_adj,
-                        when: When::of(self.ctx_ts.as_ref()),
-                        seq: self.seq,
-                    });
-                } else {
-                    self.rec.rows_dropped += 1;
-                }
+                let r = kernel::TaskRowRef {
+                    pid: r.pid,
+                    uid: r.uid,
+                    tgid: r.tgid,
+                    total_vm: r.total_vm,
+                    rss: r.rss,
+                    oom_adj: r.oom_adj,
+                    name: &r.name,
+                };
+                self.task_row(&r);
             }
             KernelEvent::KillChosen {
                 message,
@@ -332,7 +348,7 @@ impl Builder {
                 let need_new = self
                     .cur
                     .as_ref()
-                    .is_none_or(|c| c.chosen.is_some() || !c.victims.is_empty());
+                    .is_none_or(|c| c.chosen.is_some() || !c.no_victims());
                 let inc = if need_new {
                     self.start_incident()
                 } else {
@@ -349,20 +365,28 @@ impl Builder {
                 });
             }
             KernelEvent::Killed(k) => {
-                self.context_left = 0;
+                // a kill storm goes on line after line: those lines are
+                // read without the anchor scan
+                self.context_left = AFTER_KILL_LINES;
                 self.rec.eras.extend(Era::from_killed(&k));
                 let join = self
                     .cur
                     .as_ref()
-                    .is_some_and(|c| c.victims.is_empty() || c.oom_group.is_some());
+                    .is_some_and(|c| c.no_victims() || c.oom_group.is_some());
                 let group = self
                     .cur
                     .as_ref()
-                    .is_some_and(|c| c.oom_group.is_some() && !c.victims.is_empty());
+                    .is_some_and(|c| c.oom_group.is_some() && !c.no_victims());
                 if !join {
                     self.start_incident();
                 }
-                let time = show_ts(self.ctx_ts.as_ref());
+                // a victim's time is shown only for incidents kept in detail
+                let kept = self.cur.as_ref().is_some_and(|c| c.kept);
+                let time = if kept {
+                    show_ts(self.ctx_ts.as_ref())
+                } else {
+                    None
+                };
                 let Some(inc) = self.cur.as_mut() else { return };
                 if let Some(m) = &k.message {
                     if inc.constraint == Constraint::Unknown {
@@ -380,7 +404,7 @@ impl Builder {
                         .and_then(|(_, u)| u)
                 });
                 let memcg = inc.task_memcg.clone();
-                if inc.victims.is_empty() && inc.sacrificed_child.is_none() {
+                if inc.no_victims() && inc.sacrificed_child.is_none() {
                     if let Some(c) = inc.chosen.as_ref().filter(|c| c.pid != k.pid) {
                         inc.sacrificed_child = Some(ChildSacrifice {
                             chosen_pid: c.pid,
@@ -533,9 +557,52 @@ impl Builder {
         }
     }
 
+    /// One task-table row.
+    fn task_row(&mut self, r: &kernel::TaskRowRef<'_>) {
+        self.totals.task_table_rows += 1;
+        self.context_left = CONTEXT_LINES;
+        if let Some(c) = self.cur.as_mut() {
+            if c.no_victims() {
+                c.task_table_rows += 1;
+            }
+        }
+        if self.rec.rows.len() < MAX_ROW_RECORDS {
+            let name = self.rec.strings.id(r.name);
+            let incident = self
+                .cur
+                .as_ref()
+                .filter(|c| c.no_victims())
+                .map_or(0, |c| c.index);
+            let when = self.ctx_when();
+            self.rec.rows.push(RowRec {
+                table: self.table_no,
+                incident,
+                pid: r.pid,
+                uid: r.uid,
+                name,
+                rss: r.rss,
+                total_vm: r.total_vm,
+                oom_adj: r.oom_adj,
+                when,
+                seq: self.seq,
+            });
+        } else {
+            self.rec.rows_dropped += 1;
+        }
+    }
+
     fn handle_msg(&mut self, msg: &str, whole: bool) {
-        match self.parser.parse_mended(msg) {
-            Some((ev, mended)) => {
+        // the many rows of a report, without a copy of their names
+        if msg.trim_ascii_start().starts_with('[') {
+            if let Some(r) = self.parser.row(msg) {
+                self.line_read = true;
+                self.line_truncated_name = false;
+                self.task_row(&r);
+                return;
+            }
+        }
+        match self.parser.read(msg) {
+            Ok((ev, mended)) => {
                 if whole && self.may_hold && self.pending.is_none() && wrap::looks_cut(&ev, msg) {
                     // maybe wrapped: wait for the next line
                     self.hold = true;
@@ -544,13 +611,13 @@ impl Builder {
                 self.note_mended(mended);
                 self.line_read = true;
                 self.line_truncated_name = match &ev {
-                    KernelEvent::Killed(k) => !msg.contains(&format!("({})", k.name)),
+                    KernelEvent::Killed(k) => k.name_cut,
                     _ => false,
                 };
                 self.event(ev);
             }
-            None => {
-                if whole && self.may_hold && self.pending.is_none() && kernel::has_keyword(msg) {
+            Err(keyword) => {
+                if whole && self.may_hold && self.pending.is_none() && keyword {
                     // a keyword but no message: maybe cut by a wrap
                     self.hold = true;
                     return;
@@ -704,8 +771,9 @@ impl Builder {
         let incident = self
             .cur
             .as_ref()
-            .filter(|c| c.victims.is_empty())
+            .filter(|c| c.no_victims())
             .map_or(0, |c| c.index);
+        let when = self.ctx_when();
         self.rec.rows.push(RowRec {
             table: self.table_no,
             incident,
@@ -715,7 +783,7 @@ impl Builder {
             rss: 0,
             total_vm: 0,
             oom_adj: None,
-            when: When::of(self.ctx_ts.as_ref()),
+            when,
             seq: self.seq,
         });
     }
@@ -844,22 +912,28 @@ impl LineSink for Builder {
         let ts =
             l.ts.clone()
                 .or_else(|| supervisor::own_timestamp(l.msg).map(Timestamp::Wall));
-        let when = When::of(ts.as_ref()).or(self.last_when);
+        let seen = self.ctx_ts.as_ref().or(self.last_ts.as_ref());
+        let when = When::of(ts.as_ref())
+            .or_else(|| When::of(seen))
+            .or(self.last_when);
         let uptime = l.uptime.or(self.last_uptime);
         if let Some(e) = self.rec.input_end.last_mut() {
             *e = (when, uptime);
         }
         if let Some(i) = self.inputs.last_mut() {
-            i.ends_at = show_ts(ts.as_ref().or(self.last_ts.as_ref()));
+            i.ends_at = show_ts(ts.as_ref().or(seen));
         }
     }
 }
 
 impl Messages for Builder {
     fn time(&mut self, ts: Option<Timestamp>, uptime: Option<f64>) {
-        if let Some(w) = When::of(ts.as_ref()) {
-            self.last_when = Some(w);
-            self.last_ts.clone_from(&ts);
+        // the last stamp seen is kept without a copy: the current one, or
+        // the one before a line without one
+        if ts.is_none() {
+            if let Some(old) = self.ctx_ts.take() {
+                self.last_ts = Some(old);
+            }
         }
         if uptime.is_some() {
             self.last_uptime = uptime;

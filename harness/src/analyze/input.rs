@@ -67,9 +67,15 @@ pub(crate) trait LineSink {
 /// that drop a keyword's first letter (`illed process`, `ernel panic`)
 /// also find the keyword typed in lower case.
 ///
-/// At most 32, so that the multi-pattern search stays the fast (slim)
-/// Teddy variant: a 33rd pattern halves the scan's speed. The tests check
-/// that every keyword of both tables holds one of these.
+/// The first [`CONSOLE_ANCHORS`] are the kernel's and systemd's (systemd
+/// writes to the kernel's log when the journal is not running): all that a
+/// kernel console (`dmesg`, a serial capture) can hold. An input that
+/// starts like one is scanned for these only: every pattern more costs
+/// the multi-pattern search time on every byte.
+///
+/// At most 32 in all, so that the search stays the fast (slim) Teddy
+/// variant. The tests check that every keyword of both tables holds one
+/// of these.
 pub(crate) const SCAN_ANCHORS: &[&str] = &[
     // the kernel
     "illed process",
@@ -86,12 +92,13 @@ pub(crate) const SCAN_ANCHORS: &[&str] = &[
     "no killable",
     "tgid",
     "\"MESSAGE\":[",
-    // the supervisors
+    // systemd
     "code=killed",
     "restart job",
     "scheduling restart",
     "repeated too quickly",
     "OOM killer",
+    // the other supervisors
     "worker process ",
     "[pool ",
     "pid: ",
@@ -106,14 +113,49 @@ pub(crate) const SCAN_ANCHORS: &[&str] = &[
     "container ",
 ];
 
-fn scan_anchors() -> &'static aho_corasick::AhoCorasick {
-    static AC: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
-    AC.get_or_init(|| {
-        aho_corasick::AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-            .build(SCAN_ANCHORS)
-            .expect("fixed literal patterns always build")
-    })
+/// The bytes an input's kind is told from.
+const SNIFF: usize = 64 << 10;
+
+/// How many of [`SCAN_ANCHORS`] a kernel console is scanned for.
+pub(crate) const CONSOLE_ANCHORS: usize = 19;
+
+fn build(pats: &[&str]) -> aho_corasick::AhoCorasick {
+    aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+        .build(pats)
+        .expect("fixed literal patterns always build")
+}
+
+fn scan_anchors(console: bool) -> &'static aho_corasick::AhoCorasick {
+    static ALL: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    static CONSOLE: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    if console {
+        CONSOLE.get_or_init(|| build(SCAN_ANCHORS.get(..CONSOLE_ANCHORS).unwrap_or_default()))
+    } else {
+        ALL.get_or_init(|| build(SCAN_ANCHORS))
+    }
+}
+
+/// Does `head` (an input's first bytes) look like a kernel console: lines
+/// of `dmesg` (`[   12.345678] `, `[Mon Jan ...] `) or of a serial capture
+/// with printk levels (`<6>[...`), and nothing else?
+fn kernel_console(head: &[u8]) -> bool {
+    let mut lines = 0usize;
+    let mut console = 0usize;
+    for line in head.split(|b| *b == b'\n').take(2000) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        lines += 1;
+        let shaped = match line {
+            [b'[', c, ..] => c.is_ascii_digit() || *c == b' ' || c.is_ascii_uppercase(),
+            [b'<', c, ..] => c.is_ascii_digit(),
+            _ => false,
+        };
+        console += usize::from(shaped);
+    }
+    lines >= 4 && console * 100 >= lines * 98
 }
 
 /// The line before the next region's first line, kept across reads.
@@ -146,7 +188,9 @@ impl Carry {
 /// being split out, unless the sink asks for every line. A line longer
 /// than [`MAX_LINE`] ends the input with an error.
 pub(crate) fn scan<R: Read + ?Sized, S: LineSink>(r: &mut R, sink: &mut S) -> io::Result<u64> {
-    let ac = scan_anchors();
+    // the scan's patterns are chosen once, on the input's first bytes
+    let mut ac: Option<&aho_corasick::AhoCorasick> = None;
+    let mut unsearched: Option<usize> = None;
     let mut buf = vec![0u8; CHUNK];
     let mut filled = 0usize;
     let mut base: u64 = 0; // offset of buf[0]
@@ -170,8 +214,9 @@ pub(crate) fn scan<R: Read + ?Sized, S: LineSink>(r: &mut R, sink: &mut S) -> io
         total += n as u64;
         filled += n;
         let eof = n == 0;
-        // The kept tail never holds a newline, so only new bytes are searched.
-        let mut new_from = old;
+        // The kept tail never holds a newline, so only new bytes are searched
+        // (and those read while the input's kind was still being told).
+        let mut new_from = unsearched.take().unwrap_or(old);
         if skipping {
             match memchr::memchr(b'\n', buf.get(old..filled).unwrap_or_default()) {
                 Some(i) => {
@@ -204,6 +249,11 @@ pub(crate) fn scan<R: Read + ?Sized, S: LineSink>(r: &mut R, sink: &mut S) -> io
                 }
             }
         }
+        // the patterns are chosen on the first 64 KiB, whatever the reads
+        if ac.is_none() && !eof && filled < SNIFF && !skipping {
+            unsearched = Some(new_from);
+            continue;
+        }
         let end = if eof {
             filled
         } else {
@@ -224,6 +274,11 @@ pub(crate) fn scan<R: Read + ?Sized, S: LineSink>(r: &mut R, sink: &mut S) -> io
                 }
             }
         };
+        let ac = *ac.get_or_insert_with(|| {
+            scan_anchors(kernel_console(
+                buf.get(..filled.min(SNIFF)).unwrap_or_default(),
+            ))
+        });
         let region = buf.get(..end).unwrap_or_default();
         scan_region(region, base, &carry, ac, sink);
         remember_last_lines(region, &mut carry, &mut last);
@@ -333,7 +388,10 @@ mod tests {
     #[test]
     fn every_keyword_holds_a_scan_anchor() {
         assert!(SCAN_ANCHORS.len() <= 32, "more than 32 anchors: slow scan");
-        let holds = |k: &str| SCAN_ANCHORS.iter().any(|a| k.contains(a));
+        let console = SCAN_ANCHORS
+            .get(..CONSOLE_ANCHORS)
+            .expect("console anchors");
+        let holds = |k: &str| console.iter().any(|a| k.contains(a));
         for k in crate::events::kernel::keywords() {
             assert!(holds(k), "kernel keyword {k:?}");
             // and typed in lower case (the first letter)
@@ -345,9 +403,33 @@ mod tests {
                 assert!(holds(&lower), "kernel keyword {lower:?}");
             }
         }
-        for k in crate::events::supervisor::keywords() {
-            assert!(holds(k), "supervisor keyword {k:?}");
+        // systemd's on a console too, the others' in any other input
+        for m in crate::events::supervisor::MESSAGES {
+            for k in m.keywords {
+                if m.supervisor == crate::events::supervisor::Supervisor::Systemd {
+                    assert!(holds(k), "systemd keyword {k:?}");
+                } else {
+                    assert!(SCAN_ANCHORS.iter().any(|a| k.contains(a)), "keyword {k:?}");
+                    assert!(!holds(k), "{k:?}: put its anchor after the console ones");
+                }
+            }
         }
+    }
+
+    #[test]
+    fn consoles_are_told_from_other_logs() {
+        let dmesg = "[    0.000000] Linux version 6.1.0\n[    1.5] x\n[Mon Jan  1 00:00:00 2024] y\n<6>[ 2.0] z\n";
+        assert!(kernel_console(dmesg.as_bytes()));
+        let syslog = "[    0.000000] Linux version 6.1.0\n[    1.5] x\n[    1.6] y\nJan 18 09:51:00 host nginx: z\n";
+        assert!(!kernel_console(syslog.as_bytes()));
+        assert!(!kernel_console(
+            b"2024/01/18 09:51:00 [alert] 1#0: worker process 31 exited on signal 9\n"
+        ));
+        // a supervisor's line in a console is not looked for, systemd's is
+        let mut c = Collect(vec![], false);
+        let text = format!("{dmesg}[ 3.0] systemd[1]: a.service: Main process exited, code=killed, status=9/KILL\n[ 3.1] uwsgi: DAMN ! worker 1 (pid: 5) died, killed by signal 9\n");
+        scan(&mut text.as_bytes(), &mut c).unwrap();
+        assert_eq!(c.0.len(), 1, "{:?}", c.0);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 mod diagnosis;
 mod envelope;
 mod era;
+mod fxhash;
 mod incidents;
 mod input;
 mod model;

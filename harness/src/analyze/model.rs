@@ -132,6 +132,9 @@ pub struct Incident {
     /// pid and uid of the 5.0+ `oom-kill:` summary line.
     #[serde(skip)]
     pub(super) summary_pid_uid: Option<(u32, Option<u32>)>,
+    /// Kept in detail (within `max_incidents`), or only counted.
+    #[serde(skip)]
+    pub(super) kept: bool,
 }
 
 /// The kernel chose `chosen` and killed `victim`, its child, instead
@@ -458,6 +461,12 @@ impl Incident {
             victim_exiting: None,
             panic: None,
             summary_pid_uid: None,
+            kept: true,
         }
+    }
+
+    /// No victim yet (listed or only counted).
+    pub(super) fn no_victims(&self) -> bool {
+        self.victims.is_empty() && self.victims_not_listed == 0
     }
 }

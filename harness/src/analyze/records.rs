@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::era::Era;
-use crate::events::prefix::When;
+use crate::events::prefix::{Timestamp, When};
 use crate::events::supervisor::{Supervisor, SupervisorEvent};
 
 /// Kill records kept for the diagnosis; later kills are only counted.
@@ -27,7 +27,8 @@ pub(super) struct KillRec {
     /// Seconds since boot, where the line had them (a syslog line with the
     /// kernel's own stamp after its wall-clock one).
     pub(super) uptime: Option<f64>,
-    pub(super) time: Option<String>,
+    /// Its line's stamp, as printed.
+    pub(super) ts: Option<Timestamp>,
     pub(super) seq: u64,
     /// Which input it came from.
     pub(super) input: usize,

@@ -77,8 +77,7 @@ fn fullness(text: &str, columns: Option<&[String]>) -> Option<Fullness> {
                 k.pgtables_kb.is_some(),
                 k.oom_score_adj.is_some(),
             ]),
-            msg.contains(&format!("({})", k.name))
-                .then(|| k.name.clone()),
+            (!k.name_cut).then(|| k.name.clone()),
         ),
         KernelEvent::KillChosen { score, .. } => ("chosen", n(&[score.is_some()]), None),
         KernelEvent::OomSummary { uid, .. } => ("summary", n(&[uid.is_some()]), None),

@@ -22,7 +22,7 @@ mod tests;
 
 pub use super::prefix::{month_number, split_prefix, LogLine, Timestamp};
 pub use messages::constraint_from_message;
-pub use task_table::parse_task_row;
+pub use task_table::{parse_task_row, parse_task_row_ref, RowLayout, TaskRowRef};
 
 /// What constrained an OOM: the whole machine, a memory cgroup, a cpuset or a
 /// mempolicy.
@@ -66,6 +66,12 @@ pub struct Killed {
     pub shmem_rss_kb: Option<u64>,
     pub pgtables_kb: Option<u64>,
     pub oom_score_adj: Option<i32>,
+    /// The line ended inside the name (`Killed process 12 (ngi`).
+    #[serde(skip)]
+    pub name_cut: bool,
+    /// Its fields were edited by a person (see [`Mended::fields`]).
+    #[serde(skip)]
+    pub fields_mended: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -333,13 +339,18 @@ pub struct Mended {
 
 /// The matchers the parser needs, built once from [`MESSAGES`].
 struct Table {
-    /// Every keyword, overlapping matches reported.
+    /// Every keyword (no keyword overlaps another in a line, so the
+    /// leftmost matches are all of them); the SIMD searcher where the CPU
+    /// has one, which reads a short line fastest.
     exact: aho_corasick::AhoCorasick,
+    packed: Option<aho_corasick::packed::Searcher>,
     /// Keyword index -> the entries holding it, as a bit set over
     /// [`MESSAGES`].
     entries_of: Vec<u64>,
     /// The keywords in any ASCII case (only tried when the exact ones fail).
     loose: aho_corasick::AhoCorasick,
+    /// The index of `Kernel panic` among the keywords.
+    panic_keyword: Option<usize>,
 }
 
 fn table() -> &'static Table {
@@ -356,14 +367,18 @@ fn table() -> &'static Table {
                     .fold(0u64, |acc, (i, _)| acc | (1u64 << i))
             })
             .collect();
-        let build = |ci: bool| {
-            aho_corasick::AhoCorasick::builder()
-                .ascii_case_insensitive(ci)
-                .build(kw)
-                .expect("fixed literal patterns always build")
-        };
+        let mut pb = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+            .builder();
+        pb.extend(kw);
         Table {
-            exact: build(false),
+            packed: pb.build(),
+            panic_keyword: kw.iter().position(|k| *k == "Kernel panic"),
+            exact: aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(kw)
+                .expect("fixed literal patterns always build"),
             entries_of,
             loose: aho_corasick::AhoCorasick::builder()
                 .ascii_case_insensitive(true)
@@ -394,16 +409,24 @@ pub fn parse_message_mended(
     msg: &str,
     columns: Option<&[String]>,
 ) -> Option<(KernelEvent, Mended)> {
-    if msg.trim_start().starts_with('[') {
+    read_message(msg, columns).ok()
+}
+
+/// [`parse_message_mended`], which also tells a line that holds a keyword
+/// (in any case) but reads as no message (`Err(true)`: cut short,
+/// damaged) from one that holds none (`Err(false)`).
+pub fn read_message(msg: &str, columns: Option<&[String]>) -> Result<(KernelEvent, Mended), bool> {
+    if msg.trim_ascii_start().starts_with('[') {
         if let Some(ev) = task_table::header(msg)
             .or_else(|| parse_task_row(msg, columns).map(KernelEvent::TaskRow))
         {
-            return Some((ev, Mended::default()));
+            return Ok((ev, Mended::default()));
         }
     }
-    if let Some(ev) = parse_exact(msg) {
-        let fields = matches!(ev, KernelEvent::Killed(_)) && messages::fields_mended(msg);
-        return Some((
+    let (ev, keyword) = parse_exact(msg);
+    if let Some(ev) = ev {
+        let fields = matches!(&ev, KernelEvent::Killed(k) if k.fields_mended);
+        return Ok((
             ev,
             Mended {
                 keyword_case: false,
@@ -413,42 +436,61 @@ pub fn parse_message_mended(
     }
     // A keyword in another case: read it as the kernel prints it.
     let t = table();
-    let m = t.loose.find(msg)?;
-    let kw = *keywords().get(m.pattern().as_usize())?;
+    let Some(m) = t.loose.find(msg) else {
+        return Err(keyword);
+    };
+    let Some(kw) = keywords().get(m.pattern().as_usize()).copied() else {
+        return Err(true);
+    };
     if msg.get(m.range()) == Some(kw) {
-        return None;
+        return Err(true);
     }
-    let fixed = format!("{}{kw}{}", msg.get(..m.start())?, msg.get(m.end()..)?);
-    let ev = parse_exact(&fixed)?;
-    let fields = matches!(ev, KernelEvent::Killed(_)) && messages::fields_mended(&fixed);
-    Some((
-        ev,
-        Mended {
-            keyword_case: true,
-            fields,
-        },
-    ))
+    let (Some(a), Some(b)) = (msg.get(..m.start()), msg.get(m.end()..)) else {
+        return Err(true);
+    };
+    let fixed = format!("{a}{kw}{b}");
+    match parse_exact(&fixed).0 {
+        Some(ev) => {
+            let fields = matches!(&ev, KernelEvent::Killed(k) if k.fields_mended);
+            Ok((
+                ev,
+                Mended {
+                    keyword_case: true,
+                    fields,
+                },
+            ))
+        }
+        None => Err(true),
+    }
 }
 
-/// The entries whose keywords `msg` holds, tried in table order.
-fn parse_exact(msg: &str) -> Option<KernelEvent> {
+/// The entries whose keywords `msg` holds, tried in table order; and
+/// whether it held a keyword at all.
+fn parse_exact(msg: &str) -> (Option<KernelEvent>, bool) {
     let t = table();
     let mut entries = 0u64;
-    for m in t.exact.find_overlapping_iter(msg) {
-        entries |= t
-            .entries_of
-            .get(m.pattern().as_usize())
-            .copied()
-            .unwrap_or(0);
+    let mut panic_word = false;
+    let mut seen = |k: usize| {
+        entries |= t.entries_of.get(k).copied().unwrap_or(0);
+        panic_word |= Some(k) == t.panic_keyword;
+    };
+    match &t.packed {
+        Some(p) => p.find_iter(msg).for_each(|m| seen(m.pattern().as_usize())),
+        None => t
+            .exact
+            .find_iter(msg)
+            .for_each(|m| seen(m.pattern().as_usize())),
     }
-    if entries == 0 || NOT_EVENTS.iter().any(|s| msg.contains(s)) {
-        return None;
+    // the panic trailer quotes the panic: checked only where one is named
+    if entries == 0 || (panic_word && NOT_EVENTS.iter().any(|s| msg.contains(s))) {
+        return (None, entries != 0);
     }
-    MESSAGES
+    let ev = MESSAGES
         .iter()
         .enumerate()
         .filter(|(i, _)| entries & (1u64 << i) != 0)
-        .find_map(|(_, m)| (m.parse)(msg))
+        .find_map(|(_, m)| (m.parse)(msg));
+    (ev, true)
 }
 
 /// Stateful wrapper over [`parse_message`]: remembers the last task-table
@@ -456,6 +498,7 @@ fn parse_exact(msg: &str) -> Option<KernelEvent> {
 #[derive(Debug, Default, Clone)]
 pub struct Parser {
     columns: Option<Vec<String>>,
+    layout: Option<RowLayout>,
 }
 
 impl Parser {
@@ -476,11 +519,24 @@ impl Parser {
     /// [`Parser::parse`], saying what had to be mended
     /// ([`parse_message_mended`]).
     pub fn parse_mended(&mut self, msg: &str) -> Option<(KernelEvent, Mended)> {
-        let (ev, mended) = parse_message_mended(msg, self.columns.as_deref())?;
+        self.read(msg).ok()
+    }
+
+    /// [`read_message`] with the current header's columns.
+    pub fn read(&mut self, msg: &str) -> Result<(KernelEvent, Mended), bool> {
+        let (ev, mended) = read_message(msg, self.columns.as_deref())?;
         if let KernelEvent::TaskTableHeader { columns } = &ev {
+            self.layout = Some(RowLayout::of(columns));
             self.columns = Some(columns.clone());
         }
-        Some((ev, mended))
+        Ok((ev, mended))
+    }
+
+    /// A task-table row (not a header), read with the last header's
+    /// columns, its name borrowed: the fast path for the many rows of a
+    /// report.
+    pub fn row<'a>(&self, msg: &'a str) -> Option<TaskRowRef<'a>> {
+        parse_task_row_ref(msg, self.layout.as_ref())
     }
 
     /// Strip the prefix and parse a whole raw line.

@@ -70,12 +70,13 @@ fn strip_level(s: &str) -> &str {
 /// `[  123.456789]` (+ optional one space). Returns (seconds, rest).
 fn strip_monotonic(s: &str) -> Option<(f64, &str)> {
     let inner_start = s.strip_prefix('[')?;
-    let close = inner_start.find(']')?;
+    let close = inner_start.bytes().take(25).position(|b| b == b']')?;
     if close > 24 {
         return None;
     }
-    let inner = inner_start.get(..close)?.trim_start();
-    let (a, f) = inner.split_once('.')?;
+    let inner = inner_start.get(..close)?.trim_start_matches(' ');
+    let dot = memchr::memchr(b'.', inner.as_bytes())?;
+    let (a, f) = (inner.get(..dot)?, inner.get(dot + 1..)?);
     if a.is_empty()
         || f.is_empty()
         || !a.bytes().all(|c| c.is_ascii_digit())
@@ -83,7 +84,20 @@ fn strip_monotonic(s: &str) -> Option<(f64, &str)> {
     {
         return None;
     }
-    let v: f64 = inner.parse().ok()?;
+    // seconds with up to 9 decimals, below 2^53 as an integer: one exact
+    // division, rounded as `parse` rounds the decimal (both are the
+    // correctly rounded value of the same rational)
+    let n = u64::try_from(a.len() + f.len()).ok()?;
+    let v: f64 = if f.len() <= 9 && n <= 15 {
+        let digits = a
+            .bytes()
+            .chain(f.bytes())
+            .fold(0u64, |v, c| v * 10 + u64::from(c - b'0'));
+        const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+        digits as f64 / POW10.get(f.len()).copied()?
+    } else {
+        inner.parse().ok()?
+    };
     let rest = inner_start.get(close + 1..)?;
     Some((v, rest.strip_prefix(' ').unwrap_or(rest)))
 }
@@ -450,6 +464,25 @@ mod tests {
         assert_eq!(l.ts, Some(Timestamp::Monotonic(123.456789)));
         assert_eq!(l.msg, "Out of memory: Killed process 1 (a)");
         assert_eq!(l.uptime, Some(123.456789));
+    }
+
+    #[test]
+    fn monotonic_stamps_read_as_parse_reads_them() {
+        for s in [
+            "2.845334",
+            "0.000001",
+            "86210.114000",
+            "99999.999999",
+            "1.5",
+            "123456.123456789",
+        ] {
+            let line = format!("[{s}] x");
+            assert_eq!(
+                strip_monotonic(&line).map(|x| x.0),
+                s.parse::<f64>().ok(),
+                "{s}"
+            );
+        }
     }
 
     #[test]
