@@ -295,6 +295,7 @@ pub(super) fn groups(
         first_kill: usize,
         oom_group: Option<u32>,
         members: IntSet<usize>,
+        anon_rss: Vec<u64>,
     }
     let episode = episodes(rec);
     // a restarted container is a new cgroup with a new id: group by the rest
@@ -344,6 +345,9 @@ pub(super) fn groups(
         }
         a.distinct.insert(k.pid);
         a.members.insert(i);
+        if let Some(r) = k.anon_rss_kb {
+            a.anon_rss.push(r);
+        }
         match c.respawned {
             Some(true) => a.respawned += 1,
             Some(false) => {}
@@ -523,6 +527,23 @@ pub(super) fn groups(
             })
             .collect();
         let ended_by = evidence.iter().find(|e| e.gave_up()).map(|e| e.supervisor);
+        // the first table listing any of its processes (name and uid)
+        let workers_in_table = uid.and_then(|u| {
+            let rows = rows_by_name.get(&name_id)?;
+            let first = rows.iter().filter(|r| r.uid == u).map(|r| r.table).min()?;
+            let pids: IntSet<u32> = rows
+                .iter()
+                .filter(|r| r.uid == u && r.table == first)
+                .filter(|r| master.as_ref().is_none_or(|m| m.pid != r.pid))
+                .map(|r| r.pid)
+                .collect();
+            Some(pids.len() as u64)
+        });
+        let victim_anon_rss_kb = {
+            let mut v = a.anon_rss.clone();
+            v.sort_unstable();
+            v.get(v.len() / 2).copied()
+        };
         let g = VictimGroup {
             name: name.clone(),
             uid,
@@ -550,6 +571,8 @@ pub(super) fn groups(
             tail_s,
             call: call.clone(),
             supervisors: evidence.iter().map(|e| e.to_model()).collect(),
+            workers_in_table,
+            victim_anon_rss_kb,
         };
         if let Some(rule) = rule {
             let mut sups: Vec<_> = evidence

@@ -269,6 +269,7 @@ impl Builder {
                 input: self.input_index(),
                 new_oom,
                 oom_group,
+                anon_rss_kb: v.anon_rss_kb,
             });
         } else {
             self.rec.kills_dropped += 1;

@@ -15,6 +15,7 @@ mod input;
 mod model;
 mod records;
 mod render;
+mod reproduce;
 mod supervisors;
 mod wrap;
 
@@ -30,6 +31,7 @@ pub use model::{
     Totals, Victim, VictimGroup,
 };
 pub use render::render_human;
+pub use reproduce::{scenario_yaml, CannotReproduce, GUEST_MIB};
 
 /// Options of `oomlab analyze`.
 ///

@@ -226,6 +226,11 @@ pub struct VictimGroup {
     pub call: GroupCall,
     /// What supervisors' logs say about its processes.
     pub supervisors: Vec<SupervisorEvidence>,
+    /// Its processes alive in the first task table that lists any (its
+    /// likely master left out): how many workers the master keeps.
+    pub workers_in_table: Option<u64>,
+    /// The median anon-rss of its victims when killed, kB.
+    pub victim_anon_rss_kb: Option<u64>,
 }
 
 /// Which rule made a group a loop.

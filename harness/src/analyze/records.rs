@@ -37,6 +37,8 @@ pub(super) struct KillRec {
     pub(super) new_oom: bool,
     /// memory.oom.group's cgroup, for a kill of a group kill.
     pub(super) oom_group: Option<u32>,
+    /// Its anon-rss when killed.
+    pub(super) anon_rss_kb: Option<u64>,
 }
 
 /// One supervisor line.

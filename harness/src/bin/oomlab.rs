@@ -131,6 +131,11 @@ enum Cmd {
         /// Kills of re-forked processes in one group needed to call a loop.
         #[arg(long, default_value_t = 2)]
         min_respawned_kills: usize,
+        /// Also write a scenario that reproduces the incident (its workers,
+        /// their memory, the respawn, a memory cgroup's limit) in a small
+        /// guest on the nearest catalogue kernel: `oomlab run` it.
+        #[arg(long, value_name = "OUT.yaml")]
+        emit_scenario: Option<PathBuf>,
     },
     /// Every scenario on every kernel, side by side: verdicts across
     /// repeats (unstable cells marked), what each mitigation cost, and one
@@ -208,6 +213,7 @@ fn main() -> ExitCode {
                 json,
                 max_incidents,
                 min_respawned_kills,
+                emit_scenario,
             } => analyze(
                 &inputs,
                 json,
@@ -215,6 +221,7 @@ fn main() -> ExitCode {
                     max_incidents,
                     min_respawned_kills,
                 },
+                emit_scenario.as_deref(),
             ),
             Cmd::Run {
                 scenarios,
@@ -238,9 +245,45 @@ fn main() -> ExitCode {
     exit.into()
 }
 
-fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOptions) -> Exit {
+/// Write the scenario that reproduces `a` to `out`, checked the way `oomlab
+/// run` will read it.
+fn emit_scenario(
+    a: &oomlab::analyze::Analysis,
+    inputs: &[PathBuf],
+    out: &Path,
+) -> Result<(), String> {
+    let source = inputs
+        .first()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let cat = oomlab::image::kernel::catalogue().map_err(|e| e.to_string())?;
+    let text = oomlab::analyze::scenario_yaml(a, &source, &cat).map_err(|e| e.to_string())?;
+    Scenario::parse(out, &text).map_err(|e| format!("the scenario written is not valid: {e}"))?;
+    std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(())
+}
+
+fn analyze(
+    inputs: &[PathBuf],
+    json: bool,
+    opts: &oomlab::analyze::AnalyzeOptions,
+    scenario_out: Option<&Path>,
+) -> Exit {
     match oomlab::analyze::analyze_paths(inputs, opts) {
         Ok(a) => {
+            if let Some(out) = scenario_out {
+                match emit_scenario(&a, inputs, out) {
+                    Ok(()) => eprintln!(
+                        "oomlab: wrote {} (run it: oomlab run {})",
+                        printable(&out.display().to_string()),
+                        printable(&out.display().to_string())
+                    ),
+                    Err(e) => {
+                        eprintln!("oomlab: cannot write a scenario: {}", printable(&e));
+                        return Exit::BadInput;
+                    }
+                }
+            }
             // like grep: every readable input analysed, each unreadable one
             // reported, exit 2 at the end
             for e in &a.unreadable {
