@@ -8,7 +8,10 @@ use oomlab_e2e::{num, root, run_oomlab};
 #[test]
 fn real_nginx_loops() {
     let out = tempfile::tempdir().unwrap();
-    let (code, v, logs) = run_oomlab(&root().join("scenarios/machine/nginx-livelock.yaml"), out.path());
+    let (code, v, logs) = run_oomlab(
+        &root().join("scenarios/machine/nginx-livelock.yaml"),
+        out.path(),
+    );
     assert_eq!(v["verdict"], "livelock", "{logs}");
     assert_eq!(code, 0, "{logs}");
     assert!(num(&v, "evidence.kills_of_respawned") >= 2.0, "{v:#}");
@@ -37,7 +40,10 @@ fn real_nginx_loops() {
 #[test]
 fn oom_group_around_real_nginx_recovers() {
     let out = tempfile::tempdir().unwrap();
-    let (code, v, logs) = run_oomlab(&root().join("scenarios/machine/nginx-oom-group.yaml"), out.path());
+    let (code, v, logs) = run_oomlab(
+        &root().join("scenarios/machine/nginx-oom-group.yaml"),
+        out.path(),
+    );
     assert_eq!(v["verdict"], "recovered", "{logs}");
     assert_eq!(code, 0, "{logs}");
     assert_eq!(v["evidence"]["master_exited"], true, "{v:#}");

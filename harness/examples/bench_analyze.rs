@@ -8,8 +8,13 @@
 //! analyzer).
 //!
 //! ```text
-//! cargo run --release -p oomlab --example bench_analyze -- [--size-mb 1024] [--keep PATH]
+//! cargo run --release -p oomlab --example bench_analyze -- [--size-mb 1024] [--keep PATH] [--worst-case]
 //! ```
+//!
+//! `--worst-case`: a log made only of OOM lines (reports with their task
+//! tables, summaries, kills and reaper lines of several eras, storms of
+//! ratelimited kills), where every line is a candidate and has to be
+//! parsed: the analyzer's throughput in MB/s is what it reports.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -114,6 +119,70 @@ fn generate(path: &Path, size: u64) -> std::io::Result<u64> {
     Ok(kills)
 }
 
+/// A log made only of OOM lines: every line is parsed.
+fn generate_worst(path: &Path, size: u64) -> std::io::Result<u64> {
+    use std::fmt::Write as _;
+    let f = std::fs::File::create(path)?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let mut written: u64 = 0;
+    let mut t = 100.0f64;
+    let mut pid: u32 = 20_000;
+    let mut kills: u64 = 0;
+    let mut round: u64 = 0;
+    let mut buf = String::with_capacity(1 << 16);
+    while written < size {
+        buf.clear();
+        round += 1;
+        t += 0.05;
+        if round.is_multiple_of(2) {
+            // 5.4+ dmesg: header, table, summary, kill, reaper
+            let _ = writeln!(buf, "[{t:12.6}] worker invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, oom_score_adj=0");
+            let _ = writeln!(buf, "[{t:12.6}] Tasks state (memory values in pages):");
+            let _ = writeln!(buf, "[{t:12.6}] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name");
+            for i in 0..40u32 {
+                let p = 1000 + i * 7;
+                let _ = writeln!(
+                    buf,
+                    "[{t:12.6}] [{p:7}] {:5} {p:5} {:8} {:8} {:8} {:8}         {:5} {}",
+                    i % 3 * 1000,
+                    10_000 + i,
+                    500 + i,
+                    65536,
+                    0,
+                    0,
+                    if i % 2 == 0 { "systemd" } else { "bash" }
+                );
+            }
+            let _ = writeln!(buf, "[{t:12.6}] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/system.slice/app.service,task=worker,pid={pid},uid=1000");
+            for _ in 0..20 {
+                let _ = writeln!(buf, "[{t:12.6}] Out of memory: Killed process {pid} (worker) total-vm:1200000kB, anon-rss:1000000kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:2052kB oom_score_adj:0");
+                let _ = writeln!(buf, "[{t:12.6}] oom_reaper: reaped process {pid} (worker), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB");
+                pid += 3;
+                kills += 1;
+                t += 0.08;
+            }
+        } else {
+            // RHEL 6 syslog: selection and kill pairs after a table
+            let _ = writeln!(buf, "Jan 18 09:50:59 web01 kernel: nginx invoked oom-killer: gfp_mask=0x201da, order=0, oom_adj=0, oom_score_adj=0");
+            let _ = writeln!(buf, "Jan 18 09:50:59 web01 kernel: [ pid ]   uid  tgid total_vm      rss cpu oom_adj oom_score_adj name");
+            for i in 0..40u32 {
+                let p = 3000 + i * 5;
+                let _ = writeln!(buf, "Jan 18 09:50:59 web01 kernel: [{p:5}] {:5} {p:5} {:8} {:8} {:3}     {:3}         {:5} nginx", 2188, 29284, 4840 + i, i % 4, 0, 0);
+            }
+            for _ in 0..20 {
+                let _ = writeln!(buf, "Jan 18 09:50:59 web01 kernel: Out of memory: Kill process {pid} (nginx) score 5 or sacrifice child");
+                let _ = writeln!(buf, "Jan 18 09:50:59 web01 kernel: Killed process {pid}, UID 2188, (nginx) total-vm:117136kB, anon-rss:45388kB, file-rss:4kB");
+                pid += 3;
+                kills += 1;
+            }
+        }
+        w.write_all(buf.as_bytes())?;
+        written += buf.len() as u64;
+    }
+    w.flush()?;
+    Ok(kills)
+}
+
 fn vm_hwm_kb() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -150,10 +219,16 @@ fn main() {
         .position(|a| a == "--keep")
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from);
+    let worst = args.iter().any(|a| a == "--worst-case");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = keep.unwrap_or_else(|| dir.path().join("bench.log"));
     let t0 = Instant::now();
-    let expected = generate(&path, size_mb << 20).expect("generate");
+    let expected = if worst {
+        generate_worst(&path, size_mb << 20)
+    } else {
+        generate(&path, size_mb << 20)
+    }
+    .expect("generate");
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!(
         "generated {} ({:.0} MiB, {expected} kills) in {:.1} s",
@@ -207,9 +282,11 @@ fn main() {
         );
     }
     println!(
-        "RESULT size={:.0}MiB grep_best={best_grep:.3}s analyzer_best={best_an:.3}s ratio={:.2}x peak_rss={:.1}MiB",
+        "RESULT{} size={:.0}MiB grep_best={best_grep:.3}s analyzer_best={best_an:.3}s ratio={:.2}x peak_rss={:.1}MiB analyzer={:.0}MB/s",
+        if worst { " worst-case" } else { "" },
         bytes as f64 / 1048576.0,
         best_an / best_grep,
-        hwm as f64 / 1024.0
+        hwm as f64 / 1024.0,
+        bytes as f64 / 1e6 / best_an
     );
 }

@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use oomlab::analyze::{
-    analyze_paths, exit_code, render_human, Analysis, AnalyzeOptions, Era, How, Reaper,
+    analyze_paths, exit_code, render_human, Analysis, AnalyzeOptions, BackOff, Era, GroupCall, How,
+    LoopRule, Note, Reaper,
 };
+use oomlab::events::supervisor::Supervisor;
 use Era::*;
 
 fn fixtures_dir() -> PathBuf {
@@ -164,6 +166,43 @@ const FACTS: &[(&str, Facts)] = &[
     ("qemu_serial_6.12_loop.log", key_facts(&[120, 121, 122, 123], 0, 4, &[V50Plus, V54Plus, V68Plus], Some("worker"))),
     ("seed_centos6_messages.log", key_facts(SEED_VICTIMS, 20, 19, &[V2636To34, Rhel6], Some("nginx"))),
     ("victim_exiting_6.1.log", key_facts(&[], 0, 0, &[V50Plus], None)),
+    // supervisors (each analysed alone here; the pairs also together, below)
+    ("sup_systemd_252_start_limit_6.1.log", key_facts(&[4410, 4441, 4479, 4524, 4576], 0, 5, &[V50Plus, V54Plus], Some("node"))),
+    ("sup_systemd_249_restart_counter_5.15.log", key_facts(&[23187], 0, 1, &[V50Plus, V54Plus], Some("celery"))),
+    ("sup_systemd_219_rhel7_one_kill.log", key_facts(&[2198], 1, 1, &[V35To319, Rhel7], None)),
+    ("sup_nginx_pair_kernel_5.10.log", key_facts(&[8356, 8361], 0, 2, &[V50Plus, V54Plus], None)),
+    ("sup_nginx_pair_error.log", key_facts(&[], 0, 0, &[], None)),
+    ("sup_php_fpm_syslog_6.1.log", key_facts(&[4101, 4108, 4113, 4121], 0, 4, &[V50Plus, V54Plus], Some("php-fpm8.2"))),
+    ("sup_uwsgi_2.0_harakiri_and_oom_5.15.log", key_facts(&[5541, 5542, 5545], 0, 3, &[V50Plus, V54Plus], Some("uwsgi"))),
+    ("sup_gunicorn_21_journal_5.4.log", key_facts(&[31005, 31020, 31027], 0, 3, &[V50Plus, V54Plus], Some("gunicorn"))),
+    ("sup_supervisord_pair_kernel_5.4.log", key_facts(&[686253, 686301, 686342], 0, 3, &[V50Plus, V54Plus], Some("python3"))),
+    ("sup_supervisord_pair_supervisord.log", key_facts(&[], 0, 0, &[], None)),
+    ("sup_postgres_13_syslog_5.10.log", key_facts(&[24643], 0, 1, &[V415To67, V50Plus, V54Plus], None)),
+    ("sup_kubelet_containerd_crashloop_5.15.log", key_facts(&[2101, 2245, 2398, 2533, 2701], 0, 5, &[V50Plus, V54Plus], Some("python"))),
+    ("sup_docker_pair_kernel_6.1.log", key_facts(&[3110, 3342, 3571, 3806], 0, 4, &[V50Plus, V54Plus], Some("node"))),
+    ("sup_docker_pair_events.log", key_facts(&[], 0, 0, &[], None)),
+    // loop or burst
+    ("burst_oom_group_no_table_6.1.log", key_facts(&[7311, 7290, 7305, 7308, 7313], 0, 5, &[V50Plus, V54Plus], None)),
+    ("burst_grep_several_victims_5.15.log", key_facts(&[9120, 9388, 9415, 9502], 0, 4, &[V54Plus], None)),
+    ("loop_sustained_no_table_5.10.log", key_facts(&[40110, 40127, 40139, 40158, 40169, 40184], 0, 6, &[V50Plus, V54Plus], Some("worker"))),
+    ("stopped_quiet_tail_5.10.log", key_facts(&[40110, 40127, 40139, 40158, 40169, 40184], 0, 6, &[V50Plus, V54Plus], None)),
+    // pastes a person edited, and damaged logs
+    ("dirty_paste_lowercase_units_rhel7.log", key_facts(&[3301, 3302, 3318, 3325], 4, 4, &[V35To319, Rhel7], Some("php-fpm"))),
+    ("dirty_paste_split_timestamp_4.19.log", key_facts(&[8356, 8390, 8431, 8467], 4, 4, &[], Some("java"))),
+    ("dirty_paste_wrapped_72col_rhel6.log", key_facts(SEED_VICTIMS, 20, 19, &[V2636To34, Rhel6], Some("nginx"))),
+    ("dirty_nul_and_colour_bytes_6.1.log", key_facts(&[120, 123, 125, 129, 132], 0, 5, &[V50Plus, V54Plus], Some("worker"))),
+    // a real console of this project's guest on CentOS 6.8's kernel
+    ("e1r_rhel6_console_sacrifice_child_2.6.32.log", key_facts(&[50, 49, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65], 17, 17, &[V2636To34, Rhel6], Some("nginx"))),
+];
+
+/// Fixtures read together (a kernel log and a supervisor's own log, as in
+/// `oomlab analyze /var/log/kern.log /var/log/nginx/error.log`): the
+/// supervisor's lines turn the call.
+#[rustfmt::skip]
+const PAIRS: &[(&str, &str, Option<&str>)] = &[
+    ("sup_nginx_pair_kernel_5.10.log", "sup_nginx_pair_error.log", Some("nginx")),
+    ("sup_supervisord_pair_kernel_5.4.log", "sup_supervisord_pair_supervisord.log", Some("python3")),
+    ("sup_docker_pair_kernel_6.1.log", "sup_docker_pair_events.log", Some("node")),
 ];
 
 /// The seed's victims in kill order (8353, 8354, 8356 and 8357 were in its
@@ -175,6 +214,23 @@ const SEED_VICTIMS: &[u32] = &[
 
 fn an(name: &str) -> Analysis {
     analyze_paths(&[fixture_path(name)], &AnalyzeOptions::default()).expect(name)
+}
+
+fn an_pair(kernel: &str, other: &str) -> Analysis {
+    analyze_paths(
+        &[fixture_path(kernel), fixture_path(other)],
+        &AnalyzeOptions::default(),
+    )
+    .expect(kernel)
+}
+
+/// The call on the group of `name`.
+fn call_of(a: &Analysis, name: &str) -> GroupCall {
+    a.groups
+        .iter()
+        .find(|g| g.name == name)
+        .map(|g| g.call.clone())
+        .unwrap_or_else(|| panic!("no group {name}"))
 }
 
 #[test]
@@ -361,6 +417,292 @@ fn fixture_facts() {
     }
 }
 
+/// The supervisors' evidence, read off each fixture by hand.
+#[test]
+fn supervisor_fixture_facts() {
+    // systemd v252: five kills in five episodes, each restarted 0.112 s
+    // later, then the start limit
+    let a = an("sup_systemd_252_start_limit_6.1.log");
+    let l = &a.loops[0];
+    assert_eq!((l.rule, l.episodes), (LoopRule::Supervisor, 5));
+    assert_eq!(l.ended_by, Some(Supervisor::Systemd));
+    let e = &a.groups[0].supervisors[0];
+    assert_eq!(
+        (e.supervisor, e.name.as_deref()),
+        (Supervisor::Systemd, Some("api.service"))
+    );
+    assert_eq!(
+        (e.deaths, e.respawns, e.oom_notices, e.restart_counter),
+        (5, 5, 5, Some(5))
+    );
+    assert!(e.gave_up);
+    let d = e.delay.expect("delays");
+    assert!((d.median_s - 0.112).abs() < 0.002, "{d:?}");
+    assert_eq!(e.back_off, BackOff::None);
+    // ... which the kernel alone calls over: kills stopped 132 s before the end
+    assert!(a.groups[0].tail_s.is_some_and(|t| t > 100.0));
+
+    // systemd v249: one kernel kill, the restart counter at 4 (case 1a)
+    let a = an("sup_systemd_249_restart_counter_5.15.log");
+    assert_eq!(a.loops[0].rule, LoopRule::RestartCounter);
+    assert_eq!(a.groups[0].supervisors[0].restart_counter, Some(4));
+    assert!(a.notes.contains(&Note::DeathsUnmatched { count: 3 }));
+    // the kill (dmesg -T, with a year) and systemd (journal, without) compared
+    let d = a.groups[0].supervisors[0].delay.expect("delay");
+    assert!((d.median_s - 5.0).abs() < 0.01, "{d:?}");
+
+    // systemd v219 (RHEL 7): one kill, one restart 7 s later: not a loop
+    let a = an("sup_systemd_219_rhel7_one_kill.log");
+    assert_eq!(call_of(&a, "java"), GroupCall::Single);
+    let e = &a.groups[0].supervisors[0];
+    assert_eq!((e.deaths, e.respawns), (1, 1));
+    assert_eq!(e.delay.map(|d| d.median_s), Some(7.0));
+
+    // php-fpm to syslog: four deaths and respawns of pool www
+    let a = an("sup_php_fpm_syslog_6.1.log");
+    assert_eq!(a.loops[0].rule, LoopRule::Supervisor);
+    let e = &a.groups[0].supervisors[0];
+    assert_eq!(
+        (e.supervisor, e.name.as_deref()),
+        (Supervisor::PhpFpm, Some("pool www"))
+    );
+    assert_eq!((e.deaths, e.respawns, e.started_then_killed), (4, 4, 3));
+
+    // uWSGI: the harakiri kill is uWSGI's own, the other three are OOM kills
+    let a = an("sup_uwsgi_2.0_harakiri_and_oom_5.15.log");
+    let e = &a.groups[0].supervisors[0];
+    assert_eq!(
+        (e.supervisor, e.deaths, e.respawns),
+        (Supervisor::Uwsgi, 3, 3)
+    );
+    assert!(a.notes.iter().any(|n| matches!(
+        n,
+        Note::SelfKills {
+            supervisor: Supervisor::Uwsgi,
+            count: 1,
+            ..
+        }
+    )));
+
+    // gunicorn 21: `was sent SIGKILL! Perhaps out of memory?`, `Booting worker`
+    let a = an("sup_gunicorn_21_journal_5.4.log");
+    let e = &a.groups[0].supervisors[0];
+    assert_eq!(
+        (e.supervisor, e.deaths, e.respawns, e.started_then_killed),
+        (Supervisor::Gunicorn, 3, 3, 2)
+    );
+
+    // PostgreSQL: one backend killed, the cluster reinitialized: no loop
+    let a = an("sup_postgres_13_syslog_5.10.log");
+    assert_eq!(call_of(&a, "postgres"), GroupCall::Single);
+    let e = &a.groups[0].supervisors[0];
+    assert_eq!(
+        (e.supervisor, e.deaths, e.respawns),
+        (Supervisor::Postgres, 1, 1)
+    );
+
+    // Kubernetes: containerd's TaskOOM per kill, the kubelet backing off
+    // 10 s, 20 s, 40 s, 80 s, 160 s; each restart a new container cgroup
+    let a = an("sup_kubelet_containerd_crashloop_5.15.log");
+    assert_eq!(a.groups.len(), 1);
+    assert_eq!(a.loops[0].rule, LoopRule::Supervisor);
+    assert!(a.groups[0]
+        .memcg
+        .as_deref()
+        .is_some_and(|m| m.ends_with("cri-containerd-*.scope")));
+    let k = a.groups[0]
+        .supervisors
+        .iter()
+        .find(|e| e.supervisor == Supervisor::Kubelet)
+        .expect("kubelet");
+    assert_eq!(
+        k.back_off,
+        BackOff::Grows {
+            first_s: 10.0,
+            last_s: 160.0
+        }
+    );
+    let c = a.groups[0]
+        .supervisors
+        .iter()
+        .find(|e| e.supervisor == Supervisor::Containerd)
+        .expect("containerd");
+    assert_eq!(c.oom_notices, 5);
+}
+
+/// Case 1b: a few kills with fresh pids a second apart and no task table
+/// are no loop from the kernel log alone; the supervisor's own log, given
+/// beside it, shows the respawns.
+#[test]
+fn pairs_read_together() {
+    for (kernel, other, looping) in PAIRS {
+        let a = an_pair(kernel, other);
+        assert_eq!(
+            a.loops.first().map(|l| l.name.as_str()),
+            *looping,
+            "{kernel} + {other}"
+        );
+        assert_eq!(a.loops[0].rule, LoopRule::Supervisor, "{kernel} + {other}");
+        assert!(a.loops[0].confirmed);
+        assert_eq!(exit_code(&a), 1);
+    }
+    assert_eq!(
+        call_of(&an("sup_nginx_pair_kernel_5.10.log"), "nginx"),
+        GroupCall::Unproven { episodes: 2 }
+    );
+    let a = an_pair("sup_nginx_pair_kernel_5.10.log", "sup_nginx_pair_error.log");
+    let e = &a.groups[0].supervisors[0];
+    assert_eq!(
+        (e.supervisor, e.deaths, e.respawns, e.started_then_killed),
+        (Supervisor::Nginx, 2, 2, 1)
+    );
+    let a = an_pair(
+        "sup_supervisord_pair_kernel_5.4.log",
+        "sup_supervisord_pair_supervisord.log",
+    );
+    let e = &a.groups[0].supervisors[0];
+    // `exited:` names no pid: the pid comes from the `spawned:` before it
+    assert_eq!(
+        (e.name.as_deref(), e.deaths, e.respawns),
+        (Some("ingest"), 3, 3)
+    );
+    let a = an_pair(
+        "sup_docker_pair_kernel_6.1.log",
+        "sup_docker_pair_events.log",
+    );
+    let e = &a.groups[0].supervisors[0];
+    assert_eq!(
+        (e.supervisor, e.deaths, e.respawns),
+        (Supervisor::Docker, 4, 4)
+    );
+    assert!(matches!(e.back_off, BackOff::Grows { .. }), "{e:?}");
+}
+
+/// Loop or burst: which rule fired, or why none did.
+#[test]
+fn loop_or_burst() {
+    let a = an("burst_oom_group_no_table_6.1.log");
+    match call_of(&a, "gunicorn") {
+        GroupCall::Burst {
+            kills,
+            span_s,
+            oom_group,
+        } => {
+            assert_eq!(kills, 5);
+            assert!(span_s.is_some_and(|s| s < 0.002));
+            assert_eq!(oom_group.as_deref(), Some("/system.slice/web.service"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(exit_code(&a), 0);
+    let a = an("burst_grep_several_victims_5.15.log");
+    assert_eq!(
+        call_of(&a, "chrome"),
+        GroupCall::Burst {
+            kills: 4,
+            span_s: None,
+            oom_group: None
+        }
+    );
+    let a = an("loop_sustained_no_table_5.10.log");
+    assert_eq!(
+        (a.loops[0].rule, a.loops[0].confirmed, a.loops[0].episodes),
+        (LoopRule::Sustained, false, 6)
+    );
+    let a = an("stopped_quiet_tail_5.10.log");
+    assert!(
+        matches!(call_of(&a, "worker"), GroupCall::Stopped { episodes: 6, tail_s } if tail_s > 500.0)
+    );
+    // the group kills of this project's guests are bursts; the livelocks loops
+    for log in [
+        "real_guest_oom-group-5.10.log",
+        "real_guest_oom-group-6.1.log",
+        "real_guest_oom-group-6.12.log",
+    ] {
+        assert!(
+            matches!(
+                call_of(&an(log), "nginx"),
+                GroupCall::Burst {
+                    oom_group: Some(_),
+                    ..
+                }
+            ),
+            "{log}"
+        );
+    }
+    for log in [
+        "real_guest_seed-livelock-5.10.log",
+        "seed_centos6_messages.log",
+        "e1r_rhel6_console_sacrifice_child_2.6.32.log",
+    ] {
+        assert_eq!(an(log).loops[0].rule, LoopRule::TaskTable, "{log}");
+    }
+}
+
+/// What was mended in the dirty pastes, and that it changes nothing else.
+#[test]
+fn dirty_pastes_are_repaired_and_said_so() {
+    let a = an("dirty_paste_lowercase_units_rhel7.log");
+    assert_eq!(
+        (a.repaired.lines, a.repaired.keyword_case, a.repaired.fields),
+        (3, 3, 3)
+    );
+    let v = &a.incidents[0].victims[0];
+    assert_eq!(
+        (v.total_vm_kb, v.anon_rss_kb, v.uid),
+        (Some(1648400), Some(1204880), Some(48))
+    );
+    let a = an("dirty_paste_split_timestamp_4.19.log");
+    assert_eq!((a.repaired.lines, a.repaired.split_timestamp), (5, 5));
+    assert_eq!(a.incidents[1].time.as_deref(), Some("[8376.211345]"));
+    // the wrapped seed reads exactly as the seed
+    let w = an("dirty_paste_wrapped_72col_rhel6.log");
+    let s = an("seed_centos6_messages.log");
+    assert_eq!(w.repaired.wrapped_line, w.repaired.lines);
+    assert!(w.repaired.lines >= 38);
+    assert_eq!(
+        format!("{:?}", w.groups),
+        format!("{:?}", s.groups),
+        "the wrapped paste and the seed differ"
+    );
+    let a = an("dirty_nul_and_colour_bytes_6.1.log");
+    assert!(a.repaired.control_chars >= 5);
+    assert!(render_human(&a).contains("repaired: "));
+    // nothing was repaired in a clean log
+    assert_eq!(an("seed_centos6_messages.log").repaired.lines, 0);
+}
+
+/// <= 5.0: the kernel chose one task and killed another (its child).
+#[test]
+fn sacrifice_child() {
+    let a = an("e1r_rhel6_console_sacrifice_child_2.6.32.log");
+    let sc = a.incidents[0].sacrificed_child.as_ref().expect("sacrifice");
+    assert_eq!(
+        (sc.chosen_pid, sc.score, sc.victim_pid),
+        (48, Some(970), 50)
+    );
+    assert!(render_human(&a).contains("chose 48 (nginx, score 970), killed its child 50 instead"));
+    assert!(a.notes.iter().any(|n| matches!(
+        n,
+        Note::ChildSacrificed {
+            chosen_pid: 48,
+            times: 17,
+            ..
+        }
+    )));
+    let j = serde_json::to_value(&a).expect("json");
+    assert!(
+        j["incidents"][0]["sacrificed_child"].as_str().is_some_and(
+            |s| s.starts_with("chose 48 (nginx, score 970), killed its child 50 instead")
+        )
+    );
+    // the same pid chosen and killed: no sacrifice
+    assert!(an("seed_centos6_messages.log")
+        .incidents
+        .iter()
+        .all(|i| i.sacrificed_child.is_none()));
+}
+
 #[test]
 fn several_inputs_and_unreadable_input() {
     let d = fixtures_dir();
@@ -375,4 +717,19 @@ fn several_inputs_and_unreadable_input() {
     assert_eq!(a.inputs.len(), 2);
     assert_eq!(a.totals.killed, 4);
     assert!(analyze_paths(&[d.join("does-not-exist.log")], &AnalyzeOptions::default()).is_err());
+    // one unreadable input among good ones: the good ones are analysed,
+    // the bad one reported, and the exit status is 2
+    let a = analyze_paths(
+        &[
+            d.join("does-not-exist.log"),
+            d.join("seed_centos6_messages.log"),
+        ],
+        &AnalyzeOptions::default(),
+    )
+    .expect("one readable input");
+    assert!(a.loop_found);
+    assert_eq!(a.unreadable.len(), 1);
+    assert!(a.unreadable[0].path.ends_with("does-not-exist.log"));
+    assert_eq!(exit_code(&a), 2);
+    assert!(render_human(&a).contains("does-not-exist.log: unreadable"));
 }

@@ -2,22 +2,83 @@
 //! episode (respawned), victims grouped by (name, uid, memcg), the
 //! processes spared, and which groups are kill/respawn loops.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use super::era::Era;
-use super::model::{LoopFinding, MasterGuess, SpareReason, Spared, VictimGroup};
-use super::records::{Records, RowRec};
+use super::fxhash::{IntMap, IntSet};
+use super::model::{
+    GroupCall, LoopFinding, LoopRule, MasterGuess, SpareReason, Spared, VictimGroup,
+};
+use super::records::{KillRec, Records, RowRec};
+use super::supervisors::Links;
 use crate::events::prefix::{Clock, When};
 
 /// Pids listed per victim group and per spared set.
 const MAX_PIDS_LISTED: usize = 40;
 /// Tables older than this (same clock) do not start the victim's episode.
 const EPISODE_S: f64 = 3600.0;
+/// Kills closer than this are one OOM episode (a memory.oom.group kill, the
+/// victims of one OOM; a serial console takes up to ~15 ms a line). A
+/// killed worker's replacement needs longer to fork and fill its memory.
+const BURST_S: f64 = 0.05;
+/// A loop goes on to the end of the log: its last kill at most this many
+/// typical gaps between its episodes before the end...
+const TAIL_GAPS: f64 = 3.0;
+/// ... or this many seconds, whichever is longer.
+const TAIL_MIN_S: f64 = 5.0;
 
-/// (newest pid, oldest pid, pid_max) of a table: see [`largest_gap`].
-type Gap = Option<(u32, u32, u64)>;
+/// Seconds between two kills on their finest common clock (the kernel's
+/// uptime, else their stamps), and whether that clock counts whole seconds.
+fn kill_gap(a: &KillRec, b: &KillRec) -> Option<(f64, bool)> {
+    if let (Some(x), Some(y)) = (a.uptime, b.uptime) {
+        return Some((y - x, false));
+    }
+    let (x, y) = (a.when?, b.when?);
+    Some((y.since(&x)?, x.coarse || y.coarse))
+}
+
+/// The OOM episode of each kill, in kill order: a kill starts a new one
+/// unless it belongs to the same OOM report as the one before (a group
+/// kill, a process sharing the victim's memory) or came less than
+/// [`BURST_S`] after it. Where whole-second stamps cannot tell, a new OOM
+/// header or selection line before the kill starts a new episode.
+pub(super) fn episodes(rec: &Records) -> Vec<u32> {
+    let mut out = Vec::with_capacity(rec.kills.len());
+    let mut ep = 0u32;
+    let mut prev: Option<&KillRec> = None;
+    for k in &rec.kills {
+        let new = match prev {
+            None => true,
+            Some(p) if p.input != k.input => true,
+            Some(p) if p.incident == k.incident => false,
+            Some(p) => match kill_gap(p, k) {
+                Some((g, false)) => g.abs() >= BURST_S,
+                Some((g, true)) => g.abs() >= 1.0 || k.new_oom,
+                None => k.new_oom,
+            },
+        };
+        if new && prev.is_some() {
+            ep += 1;
+        }
+        out.push(ep);
+        prev = Some(k);
+    }
+    out
+}
+
+/// Seconds from kill `k` to the end of its input, where comparable.
+fn tail_of(rec: &Records, k: &KillRec) -> Option<f64> {
+    let (end, end_up) = rec.input_end.get(k.input).copied()?;
+    let t = match (k.when, end) {
+        (Some(w), Some(e)) => e.since(&w),
+        _ => None,
+    }
+    .or_else(|| Some(end_up? - k.uptime?))?;
+    Some(t.max(0.0))
+}
+
 /// Prefix pid counts less one incident's own rows, cached by (prefix, incident).
-type OwnCache = ((usize, u64), HashMap<u32, u32>, Gap);
+type OwnCache = ((usize, u64), IntMap<u32, u32>);
 
 /// What the task tables say about one kill.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +121,7 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
         key_row(ra).total_cmp(&key_row(rb))
     });
     let keys: Vec<f64> = order.iter().map(|i| key_row(&rec.rows[*i])).collect();
-    let mut uid_of: HashMap<u32, u32> = HashMap::new();
+    let mut uid_of: IntMap<u32, u32> = IntMap::default();
     for r in &rec.rows {
         uid_of.insert(r.pid, r.uid);
     }
@@ -74,7 +135,7 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
             *x = p;
         }
     }
-    let mut by_incident: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut by_incident: IntMap<u64, Vec<usize>> = IntMap::default();
     for (i, r) in rec.rows.iter().enumerate() {
         if r.incident != 0 {
             by_incident.entry(r.incident).or_default().push(i);
@@ -83,21 +144,19 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
     // Snapshots (one printed table each), by their first row's key.
     struct Snap {
         key: f64,
-        clock_t: Option<f64>,
         incident: u64,
-        pids: HashSet<u32>,
+        pids: IntSet<u32>,
         gap: Option<(u32, u32, u64)>,
     }
     let mut snaps: Vec<Snap> = Vec::new();
     {
-        let mut idx: HashMap<u32, usize> = HashMap::new();
+        let mut idx: IntMap<u32, usize> = IntMap::default();
         for r in &rec.rows {
             let i = *idx.entry(r.table).or_insert_with(|| {
                 snaps.push(Snap {
                     key: key_row(r),
-                    clock_t: r.when.map(|w| w.t),
                     incident: r.incident,
-                    pids: HashSet::new(),
+                    pids: IntSet::default(),
                     gap: None,
                 });
                 snaps.len() - 1
@@ -112,9 +171,8 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
         snaps.sort_by(|a, b| a.key.total_cmp(&b.key));
     }
     let mut out = Vec::with_capacity(rec.kills.len());
-    let mut counts: HashMap<u32, u32> = HashMap::new();
+    let mut counts: IntMap<u32, u32> = IntMap::default();
     let mut set_n = 0usize;
-    let mut gap: Option<(u32, u32, u64)> = None; // newest, oldest, pid_max
     let mut own_cache: Option<OwnCache> = None;
     for k in &rec.kills {
         let kk = match (clock, k.when) {
@@ -137,7 +195,6 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
                 }
             }
             set_n = n;
-            gap = largest_gap(counts.keys().copied(), pid_max);
         }
         let uid = k.uid.or_else(|| uid_of.get(&k.pid).copied());
         // this incident's own rows within the prefix
@@ -150,8 +207,8 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
                     .collect()
             })
             .unwrap_or_default();
-        let (in_t, g, empty) = if own.is_empty() {
-            (counts.contains_key(&k.pid), gap, counts.is_empty())
+        let (in_t, empty) = if own.is_empty() {
+            (counts.contains_key(&k.pid), counts.is_empty())
         } else {
             let key = (n, k.incident);
             if own_cache.as_ref().is_none_or(|c| c.0 != key) {
@@ -162,12 +219,11 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
                     }
                 }
                 c.retain(|_, v| *v > 0);
-                let g = largest_gap(c.keys().copied(), pid_max);
-                own_cache = Some((key, c, g));
+                own_cache = Some((key, c));
             }
             match &own_cache {
-                Some((_, c, g)) => (c.contains_key(&k.pid), *g, c.is_empty()),
-                None => (false, None, true),
+                Some((_, c)) => (c.contains_key(&k.pid), c.is_empty()),
+                None => (false, true),
             }
         };
         if empty {
@@ -178,23 +234,24 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
             });
             continue;
         }
-        let _ = g;
         // Respawned: born during the episode, i.e. absent from the first
         // table of the episode (the earliest one before this kill, other
         // than its own report's, at most EPISODE_S earlier) and newer
-        // than every process in it.
-        let first = snaps.iter().find(|sn| {
-            let before = if clock.is_some() {
-                sn.key <= kk
-            } else {
-                sn.key < kk
-            };
-            let near = match (clock, sn.clock_t, k.when) {
-                (Some(_), Some(t), Some(w)) => w.t - t <= EPISODE_S,
-                _ => true,
-            };
-            before && near && (sn.incident == 0 || sn.incident != k.incident)
-        });
+        // than every process in it. The snapshots are in key order: the
+        // candidates are one run of them.
+        let (lo, hi) = if clock.is_some() {
+            (
+                snaps.partition_point(|sn| sn.key < kk - EPISODE_S),
+                snaps.partition_point(|sn| sn.key <= kk),
+            )
+        } else {
+            (0, snaps.partition_point(|sn| sn.key < kk))
+        };
+        let first = snaps
+            .get(lo..hi.max(lo))
+            .unwrap_or_default()
+            .iter()
+            .find(|sn| sn.incident == 0 || sn.incident != k.incident);
         let resp = first.map(|sn| {
             !sn.pids.contains(&k.pid)
                 && sn
@@ -210,39 +267,63 @@ pub(super) fn classify(rec: &Records) -> Vec<KillClass> {
     out
 }
 
-/// Victims grouped by (name, uid, memcg), and the groups that are loops:
-/// confirmed by `min_respawned_kills` respawned kills, or suspected.
+/// Victims grouped by (name, uid, memcg), and the groups that are loops
+/// (see [`LoopRule`]), each with the rule that fired or why it is none.
 pub(super) fn groups(
     rec: &Records,
     classes: &[KillClass],
+    links: &Links,
     min_respawned_kills: usize,
 ) -> (Vec<VictimGroup>, Vec<LoopFinding>) {
     #[derive(Default)]
     struct Acc {
         kills: u64,
         pids: Vec<u32>,
-        distinct: HashSet<u32>,
-        incidents: HashSet<u64>,
+        distinct: IntSet<u32>,
         respawned: u64,
         in_table: u64,
         unknown: u64,
-        first: Option<(Option<When>, Option<String>)>,
-        last: Option<(Option<When>, Option<String>)>,
+        /// kills not shown by a task table to be of old processes
+        fresh: IntSet<u32>,
+        first: Option<Option<When>>,
+        last: Option<Option<When>>,
         victim_rss: Vec<u64>,
+        episodes: Vec<u32>,
+        /// the first kill of each of its episodes
+        episode_kills: Vec<usize>,
+        last_kill: usize,
+        first_kill: usize,
+        oom_group: Option<u32>,
+        members: IntSet<usize>,
+        anon_rss: Vec<u64>,
     }
+    let episode = episodes(rec);
+    // a restarted container is a new cgroup with a new id: group by the rest
+    let mut cg_names: Vec<String> = Vec::new();
+    let mut cg_ids: HashMap<String, u32> = HashMap::new();
+    let mut cg_of: IntMap<u32, u32> = IntMap::default();
+    let mut cgroup = |m: u32| -> u32 {
+        *cg_of.entry(m).or_insert_with(|| {
+            let g = without_container_id(rec.strings.get(m));
+            *cg_ids.entry(g.clone()).or_insert_with(|| {
+                cg_names.push(g);
+                u32::try_from(cg_names.len() - 1).unwrap_or(u32::MAX)
+            })
+        })
+    };
     let mut accs: BTreeMap<(u32, Option<u32>, Option<u32>), Acc> = BTreeMap::new();
-    let killed_pids: HashSet<u32> = rec.kills.iter().map(|k| k.pid).collect();
-    let mut row_by_pid: HashMap<u32, &RowRec> = HashMap::new();
-    let mut rows_by_name: HashMap<u32, Vec<&RowRec>> = HashMap::new();
+    let killed_pids: IntSet<u32> = rec.kills.iter().map(|k| k.pid).collect();
+    let mut row_by_pid: IntMap<u32, &RowRec> = IntMap::default();
+    let mut rows_by_name: IntMap<u32, Vec<&RowRec>> = IntMap::default();
     for r in &rec.rows {
         row_by_pid.insert(r.pid, r);
         rows_by_name.entry(r.name).or_default().push(r);
     }
     // Ratelimited kills print no memcg: inherit the last one seen for
     // the same (name, uid).
-    let mut last_memcg: HashMap<(u32, Option<u32>), u32> = HashMap::new();
-    let mut last_uid: HashMap<u32, u32> = HashMap::new();
-    for (k, c) in rec.kills.iter().zip(classes) {
+    let mut last_memcg: IntMap<(u32, Option<u32>), u32> = IntMap::default();
+    let mut last_uid: IntMap<u32, u32> = IntMap::default();
+    for (i, (k, c)) in rec.kills.iter().zip(classes).enumerate() {
         let uid = match c.uid {
             Some(u) => {
                 last_uid.insert(k.name, u);
@@ -250,7 +331,7 @@ pub(super) fn groups(
             }
             None => last_uid.get(&k.name).copied(),
         };
-        let memcg = match k.memcg {
+        let memcg = match k.memcg.map(&mut cgroup) {
             Some(m) => {
                 last_memcg.insert((k.name, uid), m);
                 Some(m)
@@ -263,11 +344,17 @@ pub(super) fn groups(
             a.pids.push(k.pid);
         }
         a.distinct.insert(k.pid);
-        a.incidents.insert(k.incident);
+        a.members.insert(i);
+        if let Some(r) = k.anon_rss_kb {
+            a.anon_rss.push(r);
+        }
         match c.respawned {
             Some(true) => a.respawned += 1,
             Some(false) => {}
             None => a.unknown += 1,
+        }
+        if c.respawned != Some(false) {
+            a.fresh.insert(k.pid);
         }
         if c.in_table == Some(true) {
             a.in_table += 1;
@@ -275,19 +362,30 @@ pub(super) fn groups(
                 a.victim_rss.push(r.rss);
             }
         }
-        if a.first.is_none() {
-            a.first = Some((k.when, k.time.clone()));
+        let ep = episode.get(i).copied().unwrap_or(0);
+        // episodes only grow along the kills
+        if a.episodes.last() != Some(&ep) {
+            a.episodes.push(ep);
+            a.episode_kills.push(i);
         }
-        a.last = Some((k.when, k.time.clone()));
+        if a.first.is_none() {
+            a.first = Some(k.when);
+            a.first_kill = i;
+        }
+        a.last = Some(k.when);
+        a.last_kill = i;
+        if k.oom_group.is_some() {
+            a.oom_group = k.oom_group;
+        }
     }
     let root_bonus = rec.eras.iter().all(|e| e.has_root_bonus());
     let mut groups = Vec::new();
     let mut loops = Vec::new();
     for ((name_id, uid, memcg), a) in accs {
         let name = rec.strings.get(name_id).to_string();
-        let memcg = memcg.map(|m| rec.strings.get(m).to_string());
+        let memcg = memcg.and_then(|m| cg_names.get(m as usize).cloned());
         let (span, rate) = match (&a.first, &a.last) {
-            (Some((Some(f), _)), Some((Some(l), _))) if f.clock == l.clock => {
+            (Some(Some(f)), Some(Some(l))) if f.clock == l.clock => {
                 let mut span = (l.t - f.t).max(0.0);
                 if f.coarse {
                     span += 1.0;
@@ -313,12 +411,71 @@ pub(super) fn groups(
             .unwrap_or_default();
         same.sort_by_key(|r| r.pid);
         same.dedup_by_key(|r| r.pid);
-        let confirmed = a.respawned >= min_respawned_kills as u64;
-        let suspected = !confirmed
-            && a.unknown == a.kills
-            && a.incidents.len() >= 3
-            && a.distinct.len() as u64 >= (min_respawned_kills as u64 + 1).max(3);
-        let is_loop = confirmed || suspected;
+        // what the supervisors say about these kills
+        let evidence: Vec<_> = links
+            .evidence
+            .iter()
+            .filter(|e| e.kills.iter().any(|k| a.members.contains(k)))
+            .collect();
+        let episodes = a.episodes.len() as u64;
+        let last_k = rec.kills.get(a.last_kill);
+        let tail_s = last_k
+            .and_then(|k| tail_of(rec, k))
+            .map(|t| (t * 1000.0).round() / 1000.0);
+        // the typical gap between its episodes
+        let mut gaps: Vec<f64> = a
+            .episode_kills
+            .windows(2)
+            .filter_map(|w| {
+                let (x, y) = (rec.kills.get(w[0])?, rec.kills.get(w[1])?);
+                kill_gap(x, y).map(|g| g.0.abs())
+            })
+            .collect();
+        gaps.sort_by(f64::total_cmp);
+        let typical_gap = gaps.get(gaps.len() / 2).copied();
+        let goes_on = match tail_s {
+            Some(t) => t <= (typical_gap.unwrap_or(0.0) * TAIL_GAPS).max(TAIL_MIN_S),
+            // no times to measure a quiet tail by
+            None => true,
+        };
+        let supervised = evidence.iter().any(|e| e.proves_respawn());
+        let counter_repeated = evidence.iter().any(|e| e.counter_says_repeated());
+        let rule = if episodes >= 2 && a.respawned >= min_respawned_kills as u64 {
+            Some(LoopRule::TaskTable)
+        } else if episodes >= 2 && supervised {
+            Some(LoopRule::Supervisor)
+        } else if counter_repeated {
+            Some(LoopRule::RestartCounter)
+        } else if episodes >= 3 && a.fresh.len() >= 3 && goes_on {
+            Some(LoopRule::Sustained)
+        } else {
+            None
+        };
+        let call = match rule {
+            Some(r) => GroupCall::Loop(r),
+            None if a.kills <= 1 => GroupCall::Single,
+            None if episodes <= 1 => {
+                // (whole-second stamps cannot say how long it took)
+                let span_s = rec.kills.get(a.first_kill).zip(last_k).and_then(|(f, l)| {
+                    kill_gap(f, l)
+                        .filter(|g| !g.1)
+                        .map(|g| (g.0.abs() * 1000.0).round() / 1000.0)
+                });
+                GroupCall::Burst {
+                    kills: a.kills,
+                    span_s,
+                    oom_group: a.oom_group.map(|g| rec.strings.get(g).to_string()),
+                }
+            }
+            None => match tail_s {
+                Some(t) if !goes_on && episodes >= 3 && a.fresh.len() >= 3 => GroupCall::Stopped {
+                    episodes,
+                    tail_s: t,
+                },
+                _ => GroupCall::Unproven { episodes },
+            },
+        };
+        let is_loop = rule.is_some();
         let master = uid
             .filter(|_| is_loop)
             .and_then(|u| same.iter().find(|r| r.uid == u))
@@ -369,6 +526,24 @@ pub(super) fn groups(
                 }
             })
             .collect();
+        let ended_by = evidence.iter().find(|e| e.gave_up()).map(|e| e.supervisor);
+        // the first table listing any of its processes (name and uid)
+        let workers_in_table = uid.and_then(|u| {
+            let rows = rows_by_name.get(&name_id)?;
+            let first = rows.iter().filter(|r| r.uid == u).map(|r| r.table).min()?;
+            let pids: IntSet<u32> = rows
+                .iter()
+                .filter(|r| r.uid == u && r.table == first)
+                .filter(|r| master.as_ref().is_none_or(|m| m.pid != r.pid))
+                .map(|r| r.pid)
+                .collect();
+            Some(pids.len() as u64)
+        });
+        let victim_anon_rss_kb = {
+            let mut v = a.anon_rss.clone();
+            v.sort_unstable();
+            v.get(v.len() / 2).copied()
+        };
         let g = VictimGroup {
             name: name.clone(),
             uid,
@@ -378,26 +553,49 @@ pub(super) fn groups(
             respawned_kills: a.respawned,
             in_table_kills: a.in_table,
             unknown_kills: a.unknown,
-            first_time: a.first.and_then(|f| f.1),
-            last_time: a.last.and_then(|l| l.1),
+            first_time: rec
+                .kills
+                .get(a.first_kill)
+                .and_then(|k| super::incidents::show_ts(k.ts.as_ref())),
+            last_time: rec
+                .kills
+                .get(a.last_kill)
+                .and_then(|k| super::incidents::show_ts(k.ts.as_ref())),
             span_s: span,
             kills_per_s: rate,
             pids: a.pids,
             likely_master: master,
             spared,
             is_loop,
+            episodes,
+            tail_s,
+            call: call.clone(),
+            supervisors: evidence.iter().map(|e| e.to_model()).collect(),
+            workers_in_table,
+            victim_anon_rss_kb,
         };
-        if is_loop {
+        if let Some(rule) = rule {
+            let mut sups: Vec<_> = evidence
+                .iter()
+                .filter(|e| e.proves_respawn())
+                .map(|e| e.supervisor)
+                .collect();
+            sups.dedup();
             loops.push(LoopFinding {
                 name: g.name.clone(),
                 uid: g.uid,
                 memcg: g.memcg.clone(),
-                confirmed,
+                confirmed: rule != LoopRule::Sustained,
                 kills: g.kills,
                 respawned_kills: g.respawned_kills,
                 kills_per_s: g.kills_per_s,
                 span_s: g.span_s,
                 likely_master: g.likely_master.as_ref().map(|m| m.pid),
+                rule,
+                episodes,
+                tail_s,
+                supervisors: sups,
+                ended_by,
                 distinct_pids: g.distinct_pids,
                 likely_master_rss_pages: g.likely_master.as_ref().map(|m| m.rss_pages),
             });
@@ -412,6 +610,43 @@ pub(super) fn groups(
             .then(b.kills.cmp(&a.kills))
     });
     (groups, loops)
+}
+
+/// A cgroup path with a container id in its last part (`.../cri-containerd-
+/// <64 hex>.scope`, `.../docker-<id>.scope`, `/docker/<id>`) written with
+/// `*` in its place: Kubernetes restarts a container as a new one, in a new
+/// cgroup, and its kills are still one group.
+fn without_container_id(path: &str) -> String {
+    let (dir, last) = path.rsplit_once('/').unwrap_or(("", path));
+    let b = last.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    let mut changed = false;
+    while i < b.len() {
+        let run = b
+            .get(i..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
+        if run >= 32 {
+            out.push('*');
+            changed = true;
+            i += run;
+        } else {
+            let n = run.max(1);
+            out.push_str(last.get(i..i + n).unwrap_or(""));
+            i += n;
+        }
+    }
+    if !changed {
+        return path.to_string();
+    }
+    if path.contains('/') {
+        format!("{dir}/{out}")
+    } else {
+        out
+    }
 }
 
 /// The largest circular gap between used pids: (newest, oldest, pid_max).
@@ -457,18 +692,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn container_ids_left_out_of_groups() {
+        let id = "4bcba7fc4369fee4d7d2e6263b58fce52cfc928c6a31cfac4d43c838708991ce";
+        assert_eq!(
+            without_container_id(&format!(
+                "/kubepods.slice/kubepods-pod1.slice/cri-containerd-{id}.scope"
+            )),
+            "/kubepods.slice/kubepods-pod1.slice/cri-containerd-*.scope"
+        );
+        assert_eq!(without_container_id(&format!("/docker/{id}")), "/docker/*");
+        assert_eq!(
+            without_container_id("/system.slice/app.service"),
+            "/system.slice/app.service"
+        );
+    }
+
+    #[test]
     fn gap_and_wrap() {
-        let set: HashSet<u32> = [29640, 29645, 30747, 8353, 8357].into_iter().collect();
+        let set: IntSet<u32> = [29640, 29645, 30747, 8353, 8357].into_iter().collect();
         let (n, o, m) = largest_gap(set.iter().copied(), 32_768).unwrap();
         assert_eq!((n, o, m), (8357, 29640, 32768));
         assert!(in_gap(8358, n, o, m));
         assert!(!in_gap(8357, n, o, m));
         assert!(!in_gap(30000, n, o, m));
         // a modern system: no wrap, the newest is the highest pid
-        let set: HashSet<u32> = [1, 800, 5000, 25000, 25010].into_iter().collect();
+        let set: IntSet<u32> = [1, 800, 5000, 25000, 25010].into_iter().collect();
         let (n, _, m) = largest_gap(set.iter().copied(), 4_194_304).unwrap();
         assert_eq!((n, m), (25010, 4_194_304));
-        let set: HashSet<u32> = [100, 200].into_iter().collect();
+        let set: IntSet<u32> = [100, 200].into_iter().collect();
         let (n, o, m) = largest_gap(set.iter().copied(), 32_768).unwrap();
         assert_eq!((n, o), (200, 100));
         assert!(in_gap(201, n, o, m));

@@ -5,20 +5,30 @@ use super::diagnosis;
 use super::envelope::{self, Messages};
 use super::era::Era;
 use super::input::LineSink;
-use super::model::{Chosen, How, Incident, Note, Reaper, Totals, Victim};
-use super::records::{KillRec, Records, RowRec, MAX_KILL_RECORDS, MAX_ROW_RECORDS};
+use super::model::{
+    ChildSacrifice, Chosen, How, Incident, InputError, Note, Reaper, Repair, Repairs, Totals,
+    Victim,
+};
+use super::records::{
+    KillRec, Records, RowRec, SupRec, MAX_KILL_RECORDS, MAX_ROW_RECORDS, MAX_SUP_RECORDS,
+};
+use super::supervisors;
+use super::wrap::{self, Continued};
 use super::{Analysis, AnalyzeOptions, InputStats};
-use crate::events::kernel::{self, Constraint, KernelEvent, Parser, Timestamp};
-use crate::events::prefix::When;
+use crate::events::kernel::{self, Constraint, KernelEvent, Mended, Parser, Timestamp};
+use crate::events::prefix::{split_prefix, When};
+use crate::events::supervisor;
 
 /// Lines looked at one by one after an OOM header before giving up on a
 /// task table that has not appeared.
 const CONTEXT_LINES: u32 = 1000;
+/// Lines looked at one by one after a kill.
+const AFTER_KILL_LINES: u32 = 2;
 /// Victims listed per incident (oom.group can kill a whole cgroup).
 const MAX_VICTIMS_LISTED: usize = 200;
 
 /// A line's time as an incident or a victim shows it.
-fn show_ts(ts: Option<&Timestamp>) -> Option<String> {
+pub(super) fn show_ts(ts: Option<&Timestamp>) -> Option<String> {
     match ts? {
         Timestamp::Monotonic(t) => Some(format!("[{t:.6}]")),
         Timestamp::Wall(s) => Some(s.clone()),
@@ -47,6 +57,35 @@ pub(crate) struct Builder {
     line_truncated_name: bool,
     /// Task-table snapshot counter: a new one at each header / OOM report.
     table_no: u32,
+    /// A line that may continue on the next one (a wrapped paste).
+    pending: Option<Pending>,
+    /// The line being read may be held as `pending`.
+    may_hold: bool,
+    /// ... and asked to be.
+    hold: bool,
+    /// Repairs of the line being read, and whether it gave anything.
+    line_repairs: Vec<Repair>,
+    line_read: bool,
+    repairs: Repairs,
+    /// The last time seen in the current input, as printed and as a
+    /// number, and its uptime.
+    last_ts: Option<Timestamp>,
+    last_when: Option<When>,
+    last_uptime: Option<f64>,
+    errors: Vec<InputError>,
+    /// The last wall-clock stamp read as a number (syslog repeats a stamp
+    /// for every line of a second).
+    when_cache: Option<(String, Option<When>)>,
+    /// The line handed over was taken into a join.
+    consumed: bool,
+}
+
+/// A held line (see [`wrap`]).
+struct Pending {
+    raw: Vec<u8>,
+    prev: Vec<u8>,
+    offset: u64,
+    joins: u8,
 }
 
 impl Builder {
@@ -68,6 +107,18 @@ impl Builder {
             ctx_offset: 0,
             line_truncated_name: false,
             table_no: 0,
+            pending: None,
+            may_hold: false,
+            hold: false,
+            line_repairs: Vec::new(),
+            line_read: false,
+            repairs: Repairs::default(),
+            last_ts: None,
+            last_when: None,
+            last_uptime: None,
+            errors: Vec::new(),
+            when_cache: None,
+            consumed: false,
         }
     }
 
@@ -78,14 +129,61 @@ impl Builder {
             lines_examined: 0,
             gzip,
             journal_json_lines: 0,
+            supervisor_lines: 0,
+            ends_at: None,
         });
+        self.rec.input_end.push((None, None));
         self.context_left = 0;
+        self.last_ts = None;
+        self.last_when = None;
+        self.last_uptime = None;
+        self.ctx_ts = None;
+        self.ctx_uptime = None;
     }
 
     pub(crate) fn end_input(&mut self, bytes: u64) {
         if let Some(i) = self.inputs.last_mut() {
             i.bytes = bytes;
         }
+    }
+
+    /// An input that could not be opened: reported, and left out.
+    pub(crate) fn unreadable(&mut self, path: &str, error: String) {
+        self.errors.push(InputError {
+            path: path.to_string(),
+            error,
+            bytes_read: 0,
+        });
+    }
+
+    /// An input whose reading failed part way: what was read counts.
+    pub(crate) fn failed_input(&mut self, path: &str, error: String, bytes_read: u64) {
+        self.errors.push(InputError {
+            path: path.to_string(),
+            error,
+            bytes_read,
+        });
+    }
+
+    /// The current line's time as a number.
+    fn ctx_when(&mut self) -> Option<When> {
+        match &self.ctx_ts {
+            Some(Timestamp::Wall(w)) => {
+                if let Some((s, when)) = &self.when_cache {
+                    if s == w {
+                        return *when;
+                    }
+                }
+                let when = When::of(self.ctx_ts.as_ref());
+                self.when_cache = Some((w.clone(), when));
+                when
+            }
+            other => When::of(other.as_ref()),
+        }
+    }
+
+    fn input_index(&self) -> usize {
+        self.inputs.len().saturating_sub(1)
     }
 
     fn input_name(&self) -> String {
@@ -108,8 +206,19 @@ impl Builder {
     fn start_incident(&mut self) -> &mut Incident {
         self.close_incident();
         self.totals.incidents += 1;
-        let mut inc = Incident::new(self.totals.incidents, &self.input_name(), self.ctx_offset);
-        inc.time = show_ts(self.ctx_ts.as_ref());
+        // past `max_incidents` an incident is only counted: what it would
+        // show is not made
+        let kept = self.incidents.len() < self.opts.max_incidents;
+        let input = if kept {
+            self.input_name()
+        } else {
+            String::new()
+        };
+        let mut inc = Incident::new(self.totals.incidents, &input, self.ctx_offset);
+        inc.kept = kept;
+        if kept {
+            inc.time = show_ts(self.ctx_ts.as_ref());
+        }
         inc.uptime_s = self.ctx_uptime;
         self.cur.insert(inc)
     }
@@ -119,7 +228,7 @@ impl Builder {
         let reuse = self
             .cur
             .as_ref()
-            .is_some_and(|c| c.victims.is_empty() && c.victim_exiting.is_none() && !c.no_killable);
+            .is_some_and(|c| c.no_victims() && c.victim_exiting.is_none() && !c.no_killable);
         if !reuse {
             self.start_incident();
         }
@@ -136,6 +245,16 @@ impl Builder {
             let name = self.rec.strings.id(&v.name);
             v.kill_no = Some(self.rec.kills.len());
             let incident = self.cur.as_ref().map_or(0, |c| c.index);
+            let new_oom = self.cur.as_ref().is_some_and(|c| {
+                c.no_victims()
+                    && (c.header_printed || c.chosen.is_some() || c.summary_pid_uid.is_some())
+            });
+            let oom_group = self
+                .cur
+                .as_ref()
+                .and_then(|c| c.oom_group.clone())
+                .map(|g| self.rec.strings.id(&g));
+            let when = self.ctx_when();
             self.rec.kills.push(KillRec {
                 incident,
                 truncated: self.line_truncated_name,
@@ -143,15 +262,20 @@ impl Builder {
                 name,
                 uid: v.uid,
                 memcg,
-                when: When::of(self.ctx_ts.as_ref()),
-                time: v.time.clone(),
+                when,
+                uptime: self.ctx_uptime,
+                ts: self.ctx_ts.clone(),
                 seq: self.seq,
+                input: self.input_index(),
+                new_oom,
+                oom_group,
+                anon_rss_kb: v.anon_rss_kb,
             });
         } else {
             self.rec.kills_dropped += 1;
         }
         if let Some(c) = self.cur.as_mut() {
-            if c.victims.len() < MAX_VICTIMS_LISTED {
+            if c.kept && c.victims.len() < MAX_VICTIMS_LISTED {
                 c.victims.push(v);
             } else {
                 c.victims_not_listed += 1;
@@ -194,7 +318,7 @@ impl Builder {
                 if self
                     .cur
                     .as_ref()
-                    .is_none_or(|c| c.task_table_rows > 0 || !c.victims.is_empty())
+                    .is_none_or(|c| c.task_table_rows > 0 || !c.no_victims())
                 {
                     self.table_no += 1;
                 }
@@ -202,35 +326,16 @@ impl Builder {
                 self.context_left = CONTEXT_LINES;
             }
             KernelEvent::TaskRow(r) => {
-                self.totals.task_table_rows += 1;
-                self.context_left = CONTEXT_LINES;
-                if let Some(c) = self.cur.as_mut() {
-                    if c.victims.is_empty() {
-                        c.task_table_rows += 1;
-                    }
-                }
-                if self.rec.rows.len() < MAX_ROW_RECORDS {
-                    let name = self.rec.strings.id(&r.name);
-                    let incident = self
-                        .cur
-                        .as_ref()
-                        .filter(|c| c.victims.is_empty())
-                        .map_or(0, |c| c.index);
-                    self.rec.rows.push(RowRec {
-                        table: self.table_no,
-                        incident,
-                        pid: r.pid,
-                        uid: r.uid,
-                        name,
-                        rss: r.rss,
-                        total_vm: r.total_vm,
-                        oom_adj: r.oom_adj,
-                        when: When::of(self.ctx_ts.as_ref()),
-                        seq: self.seq,
-                    });
-                } else {
-                    self.rec.rows_dropped += 1;
-                }
+                let r = kernel::TaskRowRef {
+                    pid: r.pid,
+                    uid: r.uid,
+                    tgid: r.tgid,
+                    total_vm: r.total_vm,
+                    rss: r.rss,
+                    oom_adj: r.oom_adj,
+                    name: &r.name,
+                };
+                self.task_row(&r);
             }
             KernelEvent::KillChosen {
                 message,
@@ -244,7 +349,7 @@ impl Builder {
                 let need_new = self
                     .cur
                     .as_ref()
-                    .is_none_or(|c| c.chosen.is_some() || !c.victims.is_empty());
+                    .is_none_or(|c| c.chosen.is_some() || !c.no_victims());
                 let inc = if need_new {
                     self.start_incident()
                 } else {
@@ -261,20 +366,28 @@ impl Builder {
                 });
             }
             KernelEvent::Killed(k) => {
-                self.context_left = 0;
+                // a kill storm goes on line after line: those lines are
+                // read without the anchor scan
+                self.context_left = AFTER_KILL_LINES;
                 self.rec.eras.extend(Era::from_killed(&k));
                 let join = self
                     .cur
                     .as_ref()
-                    .is_some_and(|c| c.victims.is_empty() || c.oom_group.is_some());
+                    .is_some_and(|c| c.no_victims() || c.oom_group.is_some());
                 let group = self
                     .cur
                     .as_ref()
-                    .is_some_and(|c| c.oom_group.is_some() && !c.victims.is_empty());
+                    .is_some_and(|c| c.oom_group.is_some() && !c.no_victims());
                 if !join {
                     self.start_incident();
                 }
-                let time = show_ts(self.ctx_ts.as_ref());
+                // a victim's time is shown only for incidents kept in detail
+                let kept = self.cur.as_ref().is_some_and(|c| c.kept);
+                let time = if kept {
+                    show_ts(self.ctx_ts.as_ref())
+                } else {
+                    None
+                };
                 let Some(inc) = self.cur.as_mut() else { return };
                 if let Some(m) = &k.message {
                     if inc.constraint == Constraint::Unknown {
@@ -292,6 +405,16 @@ impl Builder {
                         .and_then(|(_, u)| u)
                 });
                 let memcg = inc.task_memcg.clone();
+                if inc.no_victims() && inc.sacrificed_child.is_none() {
+                    if let Some(c) = inc.chosen.as_ref().filter(|c| c.pid != k.pid) {
+                        inc.sacrificed_child = Some(ChildSacrifice {
+                            chosen_pid: c.pid,
+                            chosen_name: c.name.clone(),
+                            score: c.score,
+                            victim_pid: k.pid,
+                        });
+                    }
+                }
                 let v = Victim {
                     pid: k.pid,
                     name: k.name,
@@ -308,6 +431,7 @@ impl Builder {
                     in_task_table: None,
                     respawned: None,
                     reaper: None,
+                    started_by: None,
                     kill_no: None,
                 };
                 self.push_victim(v, memcg);
@@ -335,6 +459,7 @@ impl Builder {
                     in_task_table: None,
                     respawned: None,
                     reaper: None,
+                    started_by: None,
                     kill_no: None,
                 };
                 self.push_victim(v, memcg);
@@ -433,22 +558,195 @@ impl Builder {
         }
     }
 
-    fn handle_msg(&mut self, msg: &str) {
-        match self.parser.parse(msg) {
-            Some(ev) => {
+    /// One task-table row.
+    fn task_row(&mut self, r: &kernel::TaskRowRef<'_>) {
+        self.totals.task_table_rows += 1;
+        self.context_left = CONTEXT_LINES;
+        if let Some(c) = self.cur.as_mut() {
+            if c.no_victims() {
+                c.task_table_rows += 1;
+            }
+        }
+        if self.rec.rows.len() < MAX_ROW_RECORDS {
+            let name = self.rec.strings.id(r.name);
+            let incident = self
+                .cur
+                .as_ref()
+                .filter(|c| c.no_victims())
+                .map_or(0, |c| c.index);
+            let when = self.ctx_when();
+            self.rec.rows.push(RowRec {
+                table: self.table_no,
+                incident,
+                pid: r.pid,
+                uid: r.uid,
+                name,
+                rss: r.rss,
+                total_vm: r.total_vm,
+                oom_adj: r.oom_adj,
+                when,
+                seq: self.seq,
+            });
+        } else {
+            self.rec.rows_dropped += 1;
+        }
+    }
+
+    fn handle_msg(&mut self, msg: &str, whole: bool) {
+        // the many rows of a report, without a copy of their names
+        if msg.trim_ascii_start().starts_with('[') {
+            if let Some(r) = self.parser.row(msg) {
+                self.line_read = true;
+                self.line_truncated_name = false;
+                self.task_row(&r);
+                return;
+            }
+        }
+        match self.parser.read(msg) {
+            Ok((ev, mended)) => {
+                if whole && self.may_hold && self.pending.is_none() && wrap::looks_cut(&ev, msg) {
+                    // maybe wrapped: wait for the next line
+                    self.hold = true;
+                    return;
+                }
+                self.note_mended(mended);
+                self.line_read = true;
                 self.line_truncated_name = match &ev {
-                    KernelEvent::Killed(k) => !msg.contains(&format!("({})", k.name)),
+                    KernelEvent::Killed(k) => k.name_cut,
                     _ => false,
                 };
                 self.event(ev);
             }
-            None => {
+            Err(keyword) => {
+                if whole && self.may_hold && self.pending.is_none() && keyword {
+                    // a keyword but no message: maybe cut by a wrap
+                    self.hold = true;
+                    return;
+                }
                 if self.context_left > 0 {
                     self.partial_row(msg);
+                    self.mem_info(msg);
                 }
                 self.context_left = self.context_left.saturating_sub(1);
+                self.supervisor_line(msg);
             }
         }
+    }
+
+    fn note_mended(&mut self, m: Mended) {
+        if m.keyword_case {
+            self.line_repairs.push(Repair::KeywordCase);
+        }
+        if m.fields {
+            self.line_repairs.push(Repair::Fields);
+        }
+    }
+
+    /// `N pages RAM` of a Mem-Info dump: the machine's memory.
+    fn mem_info(&mut self, msg: &str) {
+        let Some(n) = msg.trim().strip_suffix(" pages RAM") else {
+            return;
+        };
+        if let Ok(pages) = n.trim().parse::<u64>() {
+            let r = self.rec.ram_pages.get_or_insert(pages);
+            *r = (*r).max(pages);
+        }
+    }
+
+    /// A supervisor's line, if it is one.
+    fn supervisor_line(&mut self, msg: &str) {
+        let Some(l) = supervisor::parse(msg) else {
+            return;
+        };
+        self.line_read = true;
+        if let Some(i) = self.inputs.last_mut() {
+            i.supervisor_lines += 1;
+        }
+        let when = match &self.ctx_ts {
+            Some(ts) => When::of(Some(ts)),
+            None => {
+                supervisor::own_timestamp(msg).and_then(|s| When::of(Some(&Timestamp::Wall(s))))
+            }
+        };
+        if when.is_some() && self.ctx_ts.is_none() {
+            self.last_when = when;
+        }
+        if self.rec.sups.len() < MAX_SUP_RECORDS {
+            self.rec.sups.push(SupRec {
+                supervisor: l.supervisor,
+                event: l.event,
+                when,
+                seq: self.seq,
+            });
+        } else {
+            self.rec.sups_dropped += 1;
+        }
+    }
+
+    /// Read one line (or a held one, or a join), counting its repairs.
+    fn read_line(&mut self, line: &[u8], prev: &[u8], offset: u64, may_hold: bool, joined: bool) {
+        self.seq += 1;
+        self.ctx_offset = offset;
+        self.may_hold = may_hold && line.len() <= wrap::WRAP_MAX;
+        self.hold = false;
+        self.line_repairs.clear();
+        self.line_read = false;
+        if joined {
+            self.line_repairs.push(Repair::WrappedLine);
+        }
+        envelope::open(line, prev, self);
+        if self.hold {
+            self.pending = Some(Pending {
+                raw: line.to_vec(),
+                prev: prev.to_vec(),
+                offset,
+                joins: 0,
+            });
+            return;
+        }
+        if let Some(i) = self.inputs.last_mut() {
+            i.lines_examined += 1;
+        }
+        if self.line_read && !self.line_repairs.is_empty() {
+            self.repairs.lines += 1;
+            self.line_repairs.sort();
+            self.line_repairs.dedup();
+            for r in std::mem::take(&mut self.line_repairs) {
+                self.repairs.add(r);
+            }
+        }
+    }
+
+    /// A held line meets the next one.
+    fn resolve_pending(&mut self, next: Option<&[u8]>) {
+        let Some(mut p) = self.pending.take() else {
+            return;
+        };
+        if let Some(next) = next {
+            let first = String::from_utf8_lossy(&envelope::without_controls(&p.raw)).into_owned();
+            let next = String::from_utf8_lossy(&envelope::without_controls(next)).into_owned();
+            match wrap::continued(
+                first.trim_end_matches('\r'),
+                next.trim_end_matches('\r'),
+                p.joins,
+                self.parser.columns(),
+            ) {
+                Continued::More(j) => {
+                    p.raw = j.into_bytes();
+                    p.joins += 1;
+                    self.pending = Some(p);
+                    return;
+                }
+                Continued::Done(j) => {
+                    self.read_line(j.as_bytes(), &p.prev, p.offset, false, true);
+                    // the next line was consumed by the join
+                    self.consumed = true;
+                    return;
+                }
+                Continued::No => {}
+            }
+        }
+        self.read_line(&p.raw, &p.prev, p.offset, false, p.joins > 0);
     }
 
     /// A task-table row cut short or interleaved (`[  701]   999   701   9000 [  600.1] e1000e: ...`):
@@ -474,8 +772,9 @@ impl Builder {
         let incident = self
             .cur
             .as_ref()
-            .filter(|c| c.victims.is_empty())
+            .filter(|c| c.no_victims())
             .map_or(0, |c| c.index);
+        let when = self.ctx_when();
         self.rec.rows.push(RowRec {
             table: self.table_no,
             incident,
@@ -485,7 +784,7 @@ impl Builder {
             rss: 0,
             total_vm: 0,
             oom_adj: None,
-            when: When::of(self.ctx_ts.as_ref()),
+            when,
             seq: self.seq,
         });
     }
@@ -506,8 +805,22 @@ impl Builder {
                 }
             }
         }
-        let (groups, loops) = diagnosis::groups(&self.rec, &classes, self.opts.min_respawned_kills);
+        let links = supervisors::link(&self.rec);
+        for inc in &mut self.incidents {
+            for v in &mut inc.victims {
+                if let Some(s) = v.kill_no.and_then(|k| links.started_by.get(&k)) {
+                    v.started_by = Some(*s);
+                }
+            }
+        }
+        let (groups, loops) =
+            diagnosis::groups(&self.rec, &classes, &links, self.opts.min_respawned_kills);
         let mut notes = Vec::new();
+        if !self.errors.is_empty() {
+            notes.push(Note::InputsUnreadable {
+                count: self.errors.len() as u64,
+            });
+        }
         if self.rec.kills_dropped > 0 {
             notes.push(Note::KillsNotClassified {
                 count: self.rec.kills_dropped,
@@ -529,7 +842,39 @@ impl Builder {
                 count: self.totals.chosen - killed,
             });
         }
+        let mut sacrificed: std::collections::BTreeMap<(u32, String), u64> = Default::default();
+        for sc in self
+            .incidents
+            .iter()
+            .filter_map(|i| i.sacrificed_child.as_ref())
+        {
+            *sacrificed
+                .entry((sc.chosen_pid, sc.chosen_name.clone()))
+                .or_default() += 1;
+        }
+        for ((chosen_pid, chosen_name), times) in sacrificed {
+            notes.push(Note::ChildSacrificed {
+                chosen_pid,
+                chosen_name,
+                times,
+            });
+        }
+        if links.unmatched_deaths > 0 {
+            notes.push(Note::DeathsUnmatched {
+                count: links.unmatched_deaths,
+            });
+        }
+        for (supervisor, count, why) in links.self_kills {
+            notes.push(Note::SelfKills {
+                supervisor,
+                count,
+                why,
+            });
+        }
         Analysis {
+            unreadable: self.errors,
+            repaired: self.repairs,
+            ram_kb: self.rec.ram_pages.map(|p| p * 4),
             inputs: self.inputs,
             totals: self.totals,
             loop_found: !loops.is_empty(),
@@ -545,22 +890,55 @@ impl Builder {
 }
 
 impl LineSink for Builder {
-    fn line(&mut self, line: &[u8], offset: u64) {
-        self.seq += 1;
-        self.ctx_offset = offset;
-        if let Some(i) = self.inputs.last_mut() {
-            i.lines_examined += 1;
+    fn line(&mut self, line: &[u8], prev: &[u8], offset: u64) {
+        if self.pending.is_some() {
+            self.consumed = false;
+            self.resolve_pending(Some(line));
+            if self.consumed || self.pending.is_some() {
+                return;
+            }
         }
-        envelope::open(line, self);
+        self.read_line(line, prev, offset, true, false);
     }
 
     fn wants_every_line(&self) -> bool {
-        self.context_left > 0
+        self.context_left > 0 || self.pending.is_some()
+    }
+
+    fn end(&mut self, last: &[u8]) {
+        self.resolve_pending(None);
+        // the time the log ends at: its last line's, else the last one seen
+        let text = String::from_utf8_lossy(last);
+        let l = split_prefix(&text);
+        let ts =
+            l.ts.clone()
+                .or_else(|| supervisor::own_timestamp(l.msg).map(Timestamp::Wall));
+        let seen = self.ctx_ts.as_ref().or(self.last_ts.as_ref());
+        let when = When::of(ts.as_ref())
+            .or_else(|| When::of(seen))
+            .or(self.last_when);
+        let uptime = l.uptime.or(self.last_uptime);
+        if let Some(e) = self.rec.input_end.last_mut() {
+            *e = (when, uptime);
+        }
+        if let Some(i) = self.inputs.last_mut() {
+            i.ends_at = show_ts(ts.as_ref().or(seen));
+        }
     }
 }
 
 impl Messages for Builder {
     fn time(&mut self, ts: Option<Timestamp>, uptime: Option<f64>) {
+        // the last stamp seen is kept without a copy: the current one, or
+        // the one before a line without one
+        if ts.is_none() {
+            if let Some(old) = self.ctx_ts.take() {
+                self.last_ts = Some(old);
+            }
+        }
+        if uptime.is_some() {
+            self.last_uptime = uptime;
+        }
         self.ctx_ts = ts;
         self.ctx_uptime = uptime;
     }
@@ -571,7 +949,15 @@ impl Messages for Builder {
         }
     }
 
-    fn message(&mut self, msg: &str) {
-        self.handle_msg(msg);
+    fn message(&mut self, msg: &str, whole: bool) {
+        self.handle_msg(msg, whole);
+    }
+
+    fn userspace(&mut self, msg: &str) {
+        self.supervisor_line(msg);
+    }
+
+    fn repaired(&mut self, what: Repair) {
+        self.line_repairs.push(what);
     }
 }

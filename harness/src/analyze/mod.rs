@@ -9,11 +9,15 @@
 mod diagnosis;
 mod envelope;
 mod era;
+mod fxhash;
 mod incidents;
 mod input;
 mod model;
 mod records;
 mod render;
+mod reproduce;
+mod supervisors;
+mod wrap;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -22,10 +26,12 @@ use serde::Serialize;
 
 pub use era::Era;
 pub use model::{
-    Chosen, How, Incident, LoopFinding, MasterGuess, Note, Reaper, SpareReason, Spared, Totals,
-    Victim, VictimGroup,
+    BackOff, ChildSacrifice, Chosen, GroupCall, How, Incident, InputError, LoopFinding, LoopRule,
+    MasterGuess, Note, Reaper, Repair, Repairs, SpareReason, Spared, Spread, SupervisorEvidence,
+    Totals, Victim, VictimGroup,
 };
 pub use render::render_human;
+pub use reproduce::{scenario_yaml, CannotReproduce, GUEST_MIB};
 
 /// Options of `oomlab analyze`.
 ///
@@ -67,12 +73,24 @@ pub struct InputStats {
     pub gzip: bool,
     /// Lines recognised as `journalctl -o json` records.
     pub journal_json_lines: u64,
+    /// Lines of supervisors (systemd, nginx, php-fpm, ...) read.
+    pub supervisor_lines: u64,
+    /// The time of its last line, as printed.
+    pub ends_at: Option<String>,
 }
 
 /// Everything `oomlab analyze` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Analysis {
     pub inputs: Vec<InputStats>,
+    /// Inputs that could not be read, or not to their end (`oomlab
+    /// analyze` exits 2 after reporting the rest).
+    pub unreadable: Vec<InputError>,
+    /// Lines mended before they could be read.
+    pub repaired: Repairs,
+    /// The machine's memory, from a Mem-Info dump's `N pages RAM` (4 KiB
+    /// pages).
+    pub ram_kb: Option<u64>,
     pub totals: Totals,
     /// True when some group is a kill/respawn loop.
     pub loop_found: bool,
@@ -94,37 +112,67 @@ pub struct Analysis {
     pub notes: Vec<Note>,
 }
 
-/// Why an input could not be analysed.
+/// Why no input could be analysed.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Not one input could be read (each one's error).
+    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.path, e.error)).collect::<Vec<_>>().join("; "))]
+    Unreadable(Vec<InputError>),
     #[error("no input given")]
     NoInput,
 }
 
-/// Analyse `inputs` in order (`-` = stdin), as one log.
+/// Analyse `inputs` in order (`-` = stdin), as one log. An input that
+/// cannot be read is reported in [`Analysis::unreadable`] and the others
+/// are analysed (as `grep` does); `Err` only when none could be read.
 pub fn analyze_paths(inputs: &[PathBuf], opts: &AnalyzeOptions) -> Result<Analysis, AnalyzeError> {
     if inputs.is_empty() {
         return Err(AnalyzeError::NoInput);
     }
     let mut b = incidents::Builder::new(opts.clone());
+    let mut read_any = false;
     for p in inputs {
         let name = p.display().to_string();
-        let io_err = |source| AnalyzeError::Io {
-            path: name.clone(),
-            source,
+        let (mut r, gzip) = match input::open(p) {
+            Ok(x) => x,
+            Err(e) => {
+                b.unreadable(&name, e.to_string());
+                continue;
+            }
         };
-        let (mut r, gzip) = input::open(p).map_err(io_err)?;
+        read_any = true;
         b.begin_input(&name, gzip);
-        let bytes = input::scan(&mut r, &mut b).map_err(io_err)?;
-        b.end_input(bytes);
+        let mut counted = Counted {
+            inner: &mut r,
+            n: 0,
+        };
+        match input::scan(&mut counted, &mut b) {
+            Ok(bytes) => b.end_input(bytes),
+            Err(e) => {
+                b.end_input(counted.n);
+                b.failed_input(&name, e.to_string(), counted.n);
+            }
+        }
     }
-    Ok(b.finish())
+    let a = b.finish();
+    if !read_any {
+        return Err(AnalyzeError::Unreadable(a.unreadable));
+    }
+    Ok(a)
+}
+
+/// Counts the bytes read through it (for an input that fails part way).
+struct Counted<'a, R: Read + ?Sized> {
+    inner: &'a mut R,
+    n: u64,
+}
+
+impl<R: Read + ?Sized> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
 }
 
 /// Analyse an in-memory log (tests, fuzzing).
@@ -151,8 +199,13 @@ pub fn analyze_reader<R: Read>(
     Ok(b.finish())
 }
 
-/// 0: no kill/respawn loop found; 1: a loop was found. (Unreadable input is
-/// an `Err` from [`analyze_paths`]: exit status 2.)
+/// 0: no kill/respawn loop found; 1: a loop was found; 2: an input could
+/// not be read (the others were analysed; an `Err` from [`analyze_paths`]
+/// when none could).
 pub fn exit_code(a: &Analysis) -> i32 {
-    i32::from(a.loop_found)
+    if a.unreadable.is_empty() {
+        i32::from(a.loop_found)
+    } else {
+        2
+    }
 }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::events::kernel::Constraint;
+use crate::events::supervisor::Supervisor;
 
 /// Aggregate counts over all inputs.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -63,6 +64,9 @@ pub struct Victim {
     pub respawned: Option<bool>,
     /// What the oom_reaper said about it, if anything.
     pub reaper: Option<Reaper>,
+    /// The supervisor whose log says it started this process (after an
+    /// earlier kill): a respawn proven in userspace.
+    pub started_by: Option<Supervisor>,
     /// Its index among the kill records, if it was kept.
     #[serde(skip)]
     pub(super) kill_no: Option<usize>,
@@ -113,6 +117,10 @@ pub struct Incident {
     pub memcg_limit_kb: Option<u64>,
     pub task_table_rows: u64,
     pub chosen: Option<Chosen>,
+    /// <= 5.0: the kernel chose one task and killed another (its child:
+    /// the "sacrifice child" step, removed in 5.1 by commit bbbe48029720).
+    /// `--json`: the sentence `render` writes for it.
+    pub sacrificed_child: Option<ChildSacrifice>,
     pub victims: Vec<Victim>,
     /// Victims past the first 200 of this incident (counted only).
     pub victims_not_listed: u64,
@@ -124,6 +132,20 @@ pub struct Incident {
     /// pid and uid of the 5.0+ `oom-kill:` summary line.
     #[serde(skip)]
     pub(super) summary_pid_uid: Option<(u32, Option<u32>)>,
+    /// Kept in detail (within `max_incidents`), or only counted.
+    #[serde(skip)]
+    pub(super) kept: bool,
+}
+
+/// The kernel chose `chosen` and killed `victim`, its child, instead
+/// (<= 5.0's `oom_kill_process()`: the chosen task's biggest child with
+/// its own memory goes first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSacrifice {
+    pub chosen_pid: u32,
+    pub chosen_name: String,
+    pub score: Option<i64>,
+    pub victim_pid: u32,
 }
 
 /// The process that most likely re-forks the victims.
@@ -193,6 +215,160 @@ pub struct VictimGroup {
     pub likely_master: Option<MasterGuess>,
     pub spared: Vec<Spared>,
     pub is_loop: bool,
+    /// OOM episodes its kills fell in (kills less than 50 ms apart, or of
+    /// one OOM report, are one episode).
+    pub episodes: u64,
+    /// Seconds from its last kill to the end of the log (`None`: the log
+    /// gives no comparable time).
+    pub tail_s: Option<f64>,
+    /// The call on this group, and why (`--json`: the sentence `render`
+    /// writes for it).
+    pub call: GroupCall,
+    /// What supervisors' logs say about its processes.
+    pub supervisors: Vec<SupervisorEvidence>,
+    /// Its processes alive in the first task table that lists any (its
+    /// likely master left out): how many workers the master keeps.
+    pub workers_in_table: Option<u64>,
+    /// The median anon-rss of its victims when killed, kB.
+    pub victim_anon_rss_kb: Option<u64>,
+}
+
+/// Which rule made a group a loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopRule {
+    /// Kills in two or more episodes, of processes born during the OOM
+    /// episode (absent from its first task table, newer pids).
+    TaskTable,
+    /// Kills in two or more episodes, and a supervisor's log shows it
+    /// respawning what was killed.
+    Supervisor,
+    /// A kill, and the supervisor's restart counter (systemd's) says it
+    /// restarted what was killed again and again.
+    RestartCounter,
+    /// Kills of fresh pids in three or more episodes, going on to the end
+    /// of the log; no task table or supervisor line to confirm a respawn.
+    Sustained,
+}
+
+/// The call on one victim group.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupCall {
+    Loop(LoopRule),
+    /// One kill.
+    Single,
+    /// Several kills within one OOM episode: a memory.oom.group kill
+    /// (`oom_group`: its cgroup) or several victims of one OOM.
+    Burst {
+        kills: u64,
+        span_s: Option<f64>,
+        oom_group: Option<String>,
+    },
+    /// Kills in several episodes, then nothing for `tail_s` until the log
+    /// ends: it recovered.
+    Stopped {
+        episodes: u64,
+        tail_s: f64,
+    },
+    /// Kills in several episodes, too few (or of old processes) to call a
+    /// loop without a respawn seen.
+    Unproven {
+        episodes: u64,
+    },
+}
+
+/// How long a supervisor took to respawn, over the respawns it logged.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    pub min_s: f64,
+    pub median_s: f64,
+    pub max_s: f64,
+    pub count: u64,
+    /// Measured on whole-second stamps (a 0 is "within the second").
+    pub whole_seconds: bool,
+}
+
+/// Whether a supervisor waits longer after each death.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum BackOff {
+    /// Its delays (or restart counter) show none.
+    None,
+    /// Its delays grew from `first_s` to `last_s`.
+    Grows { first_s: f64, last_s: f64 },
+    /// Too few respawns to tell.
+    Unknown,
+}
+
+/// What one supervisor's log says about one victim group.
+#[derive(Debug, Clone, Serialize)]
+pub struct SupervisorEvidence {
+    pub supervisor: Supervisor,
+    /// Its unit, pool, program or container, where it names one.
+    pub name: Option<String>,
+    /// Its lines reporting a death by signal that matched a kernel kill.
+    pub deaths: u64,
+    /// Its respawn or restart lines after those deaths.
+    pub respawns: u64,
+    /// Processes it started that the kernel killed later.
+    pub started_then_killed: u64,
+    /// Kill to respawn, where both have comparable times.
+    pub delay: Option<Spread>,
+    /// systemd's restart counter, the highest seen.
+    pub restart_counter: Option<u32>,
+    pub back_off: BackOff,
+    /// It stopped restarting (systemd's start limit, supervisord's FATAL).
+    pub gave_up: bool,
+    /// Its own notices of an OOM kill (systemd, containerd, Docker).
+    pub oom_notices: u64,
+}
+
+/// Lines mended before they could be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Repair {
+    /// A keyword in another case (`killed process`).
+    KeywordCase,
+    /// Spaces after a field's colon, odd units (`kb`).
+    Fields,
+    /// A timestamp cut off its line.
+    SplitTimestamp,
+    /// A long line hard-wrapped onto the next (a mail client, a terminal).
+    WrappedLine,
+    /// NUL bytes, colour sequences and other control characters.
+    ControlChars,
+}
+
+/// How many read lines were mended, and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Repairs {
+    /// Lines mended (a line can need several repairs).
+    pub lines: u64,
+    pub keyword_case: u64,
+    pub fields: u64,
+    pub split_timestamp: u64,
+    pub wrapped_line: u64,
+    pub control_chars: u64,
+}
+
+impl Repairs {
+    pub(super) fn add(&mut self, r: Repair) {
+        match r {
+            Repair::KeywordCase => self.keyword_case += 1,
+            Repair::Fields => self.fields += 1,
+            Repair::SplitTimestamp => self.split_timestamp += 1,
+            Repair::WrappedLine => self.wrapped_line += 1,
+            Repair::ControlChars => self.control_chars += 1,
+        }
+    }
+}
+
+/// An input that could not be read (or not to its end).
+#[derive(Debug, Clone, Serialize)]
+pub struct InputError {
+    pub path: String,
+    pub error: String,
+    /// Bytes read before the error (what was read is analysed).
+    pub bytes_read: u64,
 }
 
 /// A kill/respawn loop (or a suspected one).
@@ -209,6 +385,16 @@ pub struct LoopFinding {
     pub kills_per_s: Option<f64>,
     pub span_s: Option<f64>,
     pub likely_master: Option<u32>,
+    /// The rule that made it a loop.
+    pub rule: LoopRule,
+    /// OOM episodes its kills fell in.
+    pub episodes: u64,
+    /// Seconds from its last kill to the end of the log.
+    pub tail_s: Option<f64>,
+    /// The supervisors whose logs show the respawns.
+    pub supervisors: Vec<Supervisor>,
+    /// A supervisor stopped restarting it.
+    pub ended_by: Option<Supervisor>,
     /// Distinct victim pids (the evidence of a suspected loop).
     #[serde(skip)]
     pub distinct_pids: u64,
@@ -229,6 +415,26 @@ pub enum Note {
     NoTaskTable,
     /// Selection lines with no `Killed process` line after them.
     SelectionsWithoutKill { count: u64 },
+    /// Inputs that could not be read (or not to their end).
+    InputsUnreadable { count: u64 },
+    /// The kernel chose this task `times` times and killed one of its
+    /// children instead each time (<= 5.0).
+    ChildSacrificed {
+        chosen_pid: u32,
+        chosen_name: String,
+        times: u64,
+    },
+    /// Supervisor lines about deaths by SIGKILL that matched no kernel kill
+    /// (the kernel log does not cover their time, or they were not OOM
+    /// kills).
+    DeathsUnmatched { count: u64 },
+    /// Kills a supervisor did itself (uWSGI harakiri, gunicorn timeout):
+    /// not OOM kills.
+    SelfKills {
+        supervisor: Supervisor,
+        count: u64,
+        why: String,
+    },
 }
 
 impl Incident {
@@ -252,6 +458,7 @@ impl Incident {
             memcg_limit_kb: None,
             task_table_rows: 0,
             chosen: None,
+            sacrificed_child: None,
             victims: Vec::new(),
             victims_not_listed: 0,
             oom_group: None,
@@ -259,6 +466,12 @@ impl Incident {
             victim_exiting: None,
             panic: None,
             summary_pid_uid: None,
+            kept: true,
         }
+    }
+
+    /// No victim yet (listed or only counted).
+    pub(super) fn no_victims(&self) -> bool {
+        self.victims.is_empty() && self.victims_not_listed == 0
     }
 }

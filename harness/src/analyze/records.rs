@@ -4,12 +4,15 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::era::Era;
-use crate::events::prefix::When;
+use crate::events::prefix::{Timestamp, When};
+use crate::events::supervisor::{Supervisor, SupervisorEvent};
 
 /// Kill records kept for the diagnosis; later kills are only counted.
 pub(super) const MAX_KILL_RECORDS: usize = 100_000;
 /// Task-table rows kept for the diagnosis.
 pub(super) const MAX_ROW_RECORDS: usize = 150_000;
+/// Supervisor lines kept for the diagnosis.
+pub(super) const MAX_SUP_RECORDS: usize = 100_000;
 
 /// One kill, compactly (names and memcgs interned).
 pub(super) struct KillRec {
@@ -21,7 +24,28 @@ pub(super) struct KillRec {
     pub(super) uid: Option<u32>,
     pub(super) memcg: Option<u32>,
     pub(super) when: Option<When>,
-    pub(super) time: Option<String>,
+    /// Seconds since boot, where the line had them (a syslog line with the
+    /// kernel's own stamp after its wall-clock one).
+    pub(super) uptime: Option<f64>,
+    /// Its line's stamp, as printed.
+    pub(super) ts: Option<Timestamp>,
+    pub(super) seq: u64,
+    /// Which input it came from.
+    pub(super) input: usize,
+    /// The first kill after an OOM header, selection or summary line: the
+    /// kernel ran its OOM killer anew.
+    pub(super) new_oom: bool,
+    /// memory.oom.group's cgroup, for a kill of a group kill.
+    pub(super) oom_group: Option<u32>,
+    /// Its anon-rss when killed.
+    pub(super) anon_rss_kb: Option<u64>,
+}
+
+/// One supervisor line.
+pub(super) struct SupRec {
+    pub(super) supervisor: Supervisor,
+    pub(super) event: SupervisorEvent,
+    pub(super) when: Option<When>,
     pub(super) seq: u64,
 }
 
@@ -73,6 +97,13 @@ pub(super) struct Records {
     pub(super) strings: Interner,
     /// Kernel eras told from the formats seen.
     pub(super) eras: BTreeSet<Era>,
+    pub(super) sups: Vec<SupRec>,
+    pub(super) sups_dropped: u64,
+    /// Per input: the time its last line (or failing that its last timed
+    /// line seen) carries, and its uptime.
+    pub(super) input_end: Vec<(Option<When>, Option<f64>)>,
+    /// The largest `N pages RAM` of a Mem-Info dump.
+    pub(super) ram_pages: Option<u64>,
 }
 
 impl Records {

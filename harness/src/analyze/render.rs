@@ -7,8 +7,12 @@ use std::fmt::{self, Display, Write};
 
 use serde::{Serialize, Serializer};
 
-use super::model::{How, LoopFinding, Note, Reaper, SpareReason};
+use super::model::{
+    BackOff, ChildSacrifice, GroupCall, How, LoopFinding, LoopRule, Note, Reaper, Repairs,
+    SpareReason, SupervisorEvidence, VictimGroup,
+};
 use super::{Analysis, Incident, Victim};
+use crate::events::supervisor::Supervisor;
 
 impl Display for SpareReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,8 +71,204 @@ impl Display for Note {
                 f,
                 "{count} selection line(s) without a `Killed process` line (log cut, elided or the victim was already exiting)"
             ),
+            Note::ChildSacrificed {
+                chosen_pid,
+                chosen_name,
+                times,
+            } => {
+                write!(
+                    f,
+                    "the kernel chose {chosen_pid} ({chosen_name}) {times} time(s) and killed one of its children instead each time (the 'sacrifice child' step of <= 5.0 kernels, removed in 5.1 by commit bbbe48029720)"
+                )?;
+                if *times >= 2 {
+                    write!(
+                        f,
+                        ": making that task the first choice does not end a loop of its children on such a kernel"
+                    )?;
+                }
+                Ok(())
+            }
+            Note::InputsUnreadable { count } => write!(
+                f,
+                "{count} input(s) could not be read, or not to their end (see the errors): the rest was analysed"
+            ),
+            Note::DeathsUnmatched { count } => write!(
+                f,
+                "{count} supervisor line(s) about a death by SIGKILL matched no kernel kill (the kernel log does not cover their time, or they were not OOM kills)"
+            ),
+            Note::SelfKills {
+                supervisor,
+                count,
+                why,
+            } => write!(
+                f,
+                "{} killed {count} process(es) itself ({why}): not OOM kills, left out",
+                supervisor.label()
+            ),
         }
     }
+}
+
+impl Display for LoopRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoopRule::TaskTable => write!(
+                f,
+                "kills in several OOM episodes, of processes born during the episode (task tables)"
+            ),
+            LoopRule::Supervisor => write!(
+                f,
+                "kills in several OOM episodes, respawns shown by the supervisor's log"
+            ),
+            LoopRule::RestartCounter => write!(
+                f,
+                "the supervisor's restart counter: it restarted what the kernel killed again and again"
+            ),
+            LoopRule::Sustained => write!(
+                f,
+                "kills of fresh pids in several OOM episodes, going on to the end of the log"
+            ),
+        }
+    }
+}
+
+/// Seconds, briefly.
+fn secs(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else if s < 10.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
+impl Display for GroupCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GroupCall::Loop(r) => write!(f, "loop: {r}"),
+            GroupCall::Single => write!(f, "one kill"),
+            GroupCall::Burst {
+                kills,
+                span_s,
+                oom_group,
+            } => {
+                write!(f, "not a loop: {kills} kills in one OOM episode")?;
+                if let Some(s) = span_s {
+                    write!(f, " within {}", secs(*s))?;
+                }
+                match oom_group {
+                    Some(g) => write!(f, " (memory.oom.group kill of {g})"),
+                    None => write!(f, " (a memory.oom.group kill or several victims of one OOM)"),
+                }
+            }
+            GroupCall::Stopped { episodes, tail_s } => write!(
+                f,
+                "not a loop (any more): kills in {episodes} OOM episodes, then none for {} until the log ends",
+                secs(*tail_s)
+            ),
+            GroupCall::Unproven { episodes } => write!(
+                f,
+                "not a loop: kills in {episodes} OOM episode(s), too few (or of old processes) to call a loop without a respawn seen"
+            ),
+        }
+    }
+}
+
+impl Display for ChildSacrifice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "chose {} ({}{}), killed its child {} instead (the 'sacrifice child' step of <= 5.0 kernels, removed in 5.1)",
+            self.chosen_pid,
+            self.chosen_name,
+            self.score.map_or(String::new(), |s| format!(", score {s}")),
+            self.victim_pid
+        )
+    }
+}
+
+impl Display for Repairs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds: Vec<&str> = [
+            (self.keyword_case, "lower-case keyword"),
+            (self.fields, "units or spacing"),
+            (self.split_timestamp, "split timestamp"),
+            (self.wrapped_line, "wrapped line"),
+            (self.control_chars, "control characters"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(_, k)| *k)
+        .collect();
+        write!(f, "{} line(s) ({})", self.lines, kinds.join(", "))
+    }
+}
+
+/// What one supervisor's log says, and what it means for mitigation.
+fn supervisor_line(e: &SupervisorEvidence) -> String {
+    let who = match &e.name {
+        Some(n) => format!("{} ({n})", e.supervisor.label()),
+        None => e.supervisor.label().to_string(),
+    };
+    let mut facts = Vec::new();
+    if e.deaths > 0 {
+        facts.push(format!(
+            "{} death(s) by SIGKILL matched to kernel kills",
+            e.deaths
+        ));
+    }
+    if e.oom_notices > 0 {
+        facts.push(format!("{} OOM notice(s)", e.oom_notices));
+    }
+    if e.respawns > 0 {
+        let what = if e.supervisor == Supervisor::Systemd || e.supervisor == Supervisor::Kubelet {
+            "restart(s) scheduled"
+        } else {
+            "respawn(s)"
+        };
+        facts.push(format!("{} {what}", e.respawns));
+    }
+    if e.started_then_killed > 0 {
+        facts.push(format!(
+            "{} process(es) it started killed again",
+            e.started_then_killed
+        ));
+    }
+    if let Some(c) = e.restart_counter {
+        facts.push(format!("restart counter reached {c}"));
+    }
+    if let Some(d) = &e.delay {
+        if d.whole_seconds && d.max_s < 1.5 {
+            facts.push("respawned within a second of the kill (whole-second stamps)".to_string());
+        } else if d.count == 1 || (d.max_s - d.min_s).abs() < 0.0005 {
+            facts.push(format!("respawned {} after the kill", secs(d.median_s)));
+        } else {
+            facts.push(format!(
+                "respawned {}-{} after the kill (median {})",
+                secs(d.min_s),
+                secs(d.max_s),
+                secs(d.median_s)
+            ));
+        }
+    }
+    match e.back_off {
+        BackOff::Grows { first_s, last_s } => facts.push(format!(
+            "backing off: waits grew from {} to {}",
+            secs(first_s),
+            secs(last_s)
+        )),
+        BackOff::None => facts.push("no back-off: the same wait every time".to_string()),
+        BackOff::Unknown => {}
+    }
+    if e.gave_up {
+        facts.push("then it gave up restarting".to_string());
+    }
+    format!(
+        "{who}: {}; by default it {}",
+        facts.join(", "),
+        e.supervisor.respawn_policy()
+    )
 }
 
 /// A loop finding's summary sentence.
@@ -92,19 +292,38 @@ impl Display for LoopFinding {
             ),
             _ => "; no never-killed parent of that name and uid in the task tables".to_string(),
         };
-        if self.confirmed {
-            write!(
-                f,
+        let tail = match self.tail_s {
+            Some(t) => format!(", the last {} before the log ends", secs(t)),
+            None => ", no times to measure a quiet tail by".to_string(),
+        };
+        let ended = match self.ended_by {
+            Some(s) => format!("; {} then gave up restarting it", s.label()),
+            None => String::new(),
+        };
+        let what = match self.rule {
+            LoopRule::TaskTable => format!(
                 "kill/respawn loop: {who}: {} kills, {} of them respawned (born during the OOM episode: not in its first task table, newer pids){rate_s}{master_s}",
                 self.kills, self.respawned_kills
-            )
-        } else {
-            write!(
-                f,
-                "suspected kill/respawn loop: {who}: {} kills of {} distinct pids{rate_s}, no task table to confirm respawns{master_s}",
+            ),
+            LoopRule::Supervisor | LoopRule::RestartCounter => {
+                let sups: Vec<&str> = self.supervisors.iter().map(|s| s.label()).collect();
+                format!(
+                    "kill/respawn loop: {who}: {} kill(s) of {} distinct pid(s){rate_s}, respawned by {} (per its own log){master_s}",
+                    self.kills,
+                    self.distinct_pids,
+                    sups.join(", ")
+                )
+            }
+            LoopRule::Sustained => format!(
+                "suspected kill/respawn loop: {who}: {} kills of {} distinct pids{rate_s}, no task table or supervisor line to confirm respawns{master_s}",
                 self.kills, self.distinct_pids
-            )
-        }
+            ),
+        };
+        write!(
+            f,
+            "{what} [rule: {}; {} episodes{tail}]{ended}",
+            self.rule, self.episodes
+        )
     }
 }
 
@@ -118,7 +337,7 @@ macro_rules! serialize_as_sentence {
         }
     )*};
 }
-serialize_as_sentence!(SpareReason, Reaper, Note);
+serialize_as_sentence!(SpareReason, Reaper, Note, GroupCall, ChildSacrifice);
 
 /// A loop finding in `--json`: its facts, then its summary sentence.
 #[derive(Serialize)]
@@ -169,6 +388,9 @@ fn victim_line(v: &Victim) -> String {
         (Some(false), _) => s += " [not in an earlier task table]",
         _ => {}
     }
+    if let Some(sup) = v.started_by {
+        s += &format!(" [started by the {} after an earlier kill]", sup.label());
+    }
     if let Some(r) = &v.reaper {
         s += &format!("; oom_reaper: {r}");
     }
@@ -203,7 +425,9 @@ fn incident_lines(out: &mut String, inc: &Incident) {
         let _ = write!(out, "; {} task rows", inc.task_table_rows);
     }
     out.push('\n');
-    if let Some(c) = &inc.chosen {
+    if let Some(sc) = &inc.sacrificed_child {
+        let _ = writeln!(out, "      {sc}");
+    } else if let Some(c) = &inc.chosen {
         let _ = writeln!(
             out,
             "      chose {} ({}){} [{}]",
@@ -253,6 +477,9 @@ pub fn render_human(a: &Analysis) -> String {
         let _ = writeln!(out, "LOOP: {l}");
     }
     for g in a.groups.iter().filter(|g| g.is_loop) {
+        for e in &g.supervisors {
+            let _ = writeln!(out, "  supervisor: {}", supervisor_line(e));
+        }
         for s in &g.spared {
             let _ = writeln!(
                 out,
@@ -260,6 +487,25 @@ pub fn render_human(a: &Analysis) -> String {
                 s.count, g.name, s.uid, s.reason
             );
         }
+    }
+    for g in a.groups.iter().filter(|g| !g.is_loop && g.kills > 1) {
+        let _ = writeln!(out, "{}: {}", group_who(g), g.call);
+        for e in &g.supervisors {
+            let _ = writeln!(out, "  supervisor: {}", supervisor_line(e));
+        }
+    }
+    for g in a
+        .groups
+        .iter()
+        .filter(|g| !g.is_loop && g.kills == 1 && !g.supervisors.is_empty())
+    {
+        let _ = writeln!(out, "{}: one kill", group_who(g));
+        for e in &g.supervisors {
+            let _ = writeln!(out, "  supervisor: {}", supervisor_line(e));
+        }
+    }
+    if a.repaired.lines > 0 {
+        let _ = writeln!(out, "repaired: {}", a.repaired);
     }
     let _ = writeln!(
         out,
@@ -291,7 +537,7 @@ pub fn render_human(a: &Analysis) -> String {
         for g in &a.groups {
             let _ = writeln!(
                 out,
-                "  {} uid {} memcg {}: {} kill(s), {} pid(s), {} respawned, {} in task table, {} unknown{}{}",
+                "  {} uid {} memcg {}: {} kill(s), {} pid(s), {} respawned, {} in task table, {} unknown{}, {} episode(s){}{}",
                 g.name,
                 g.uid.map_or("?".to_string(), |u| u.to_string()),
                 g.memcg.as_deref().unwrap_or("-"),
@@ -303,6 +549,11 @@ pub fn render_human(a: &Analysis) -> String {
                 match (g.span_s, g.kills_per_s) {
                     (Some(s), Some(r)) => format!(", {s:.1} s, {r}/s"),
                     _ => String::new(),
+                },
+                g.episodes,
+                match g.tail_s {
+                    Some(t) => format!(", quiet {} before the end", secs(t)),
+                    None => String::new(),
                 },
                 if g.is_loop { " LOOP" } else { "" }
             );
@@ -332,7 +583,7 @@ pub fn render_human(a: &Analysis) -> String {
     for i in &a.inputs {
         let _ = writeln!(
             out,
-            "input {}: {} bytes{}, {} line(s) examined{}",
+            "input {}: {} bytes{}, {} line(s) examined{}{}",
             i.path,
             i.bytes,
             if i.gzip { " (gzip)" } else { "" },
@@ -341,10 +592,42 @@ pub fn render_human(a: &Analysis) -> String {
                 format!(", {} journal JSON record(s)", i.journal_json_lines)
             } else {
                 String::new()
+            },
+            if i.supervisor_lines > 0 {
+                format!(", {} supervisor line(s)", i.supervisor_lines)
+            } else {
+                String::new()
             }
         );
     }
-    out
+    for e in &a.unreadable {
+        let _ = writeln!(
+            out,
+            "input {}: unreadable{}: {}",
+            e.path,
+            if e.bytes_read > 0 {
+                format!(" after {} bytes", e.bytes_read)
+            } else {
+                String::new()
+            },
+            e.error
+        );
+    }
+    // names, paths and messages come from the log: nothing in them may
+    // steer the terminal
+    crate::text::printable_lines(&out).into_owned()
+}
+
+/// A group as the summary names it.
+fn group_who(g: &VictimGroup) -> String {
+    format!(
+        "{}{}{}",
+        g.name,
+        g.uid.map_or(String::new(), |u| format!(" (uid {u})")),
+        g.memcg
+            .as_ref()
+            .map_or(String::new(), |m| format!(" in {m}"))
+    )
 }
 
 #[cfg(test)]

@@ -129,7 +129,11 @@ enum Cmd {
     },
     /// Diagnose OOM kills and kill/respawn loops in real logs of any kernel
     /// era: dmesg, dmesg -T, syslog, journalctl (short*, -o json), .gz
-    /// files, `-` for stdin. Exit 0: no loop, 1: loop found, 2: unreadable.
+    /// files, `-` for stdin; with the logs of the supervisors that respawn
+    /// what was killed (systemd, nginx, php-fpm, uWSGI, gunicorn,
+    /// supervisord, PostgreSQL, Docker, containerd, kubelet), in the same
+    /// files or given beside them. Exit 0: no loop, 1: loop found, 2: an
+    /// input could not be read (the others are analysed).
     Analyze {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
@@ -142,6 +146,11 @@ enum Cmd {
         /// Kills of re-forked processes in one group needed to call a loop.
         #[arg(long, default_value_t = 2)]
         min_respawned_kills: usize,
+        /// Also write a scenario that reproduces the incident (its workers,
+        /// their memory, the respawn, a memory cgroup's limit) in a small
+        /// guest on the nearest catalogue kernel: `oomlab run` it.
+        #[arg(long, value_name = "OUT.yaml")]
+        emit_scenario: Option<PathBuf>,
     },
     /// Every scenario on every kernel, side by side: verdicts across
     /// repeats (unstable cells marked), what each mitigation cost, and one
@@ -247,6 +256,7 @@ fn main() -> ExitCode {
                 json,
                 max_incidents,
                 min_respawned_kills,
+                emit_scenario,
             } => analyze(
                 &inputs,
                 json,
@@ -254,6 +264,7 @@ fn main() -> ExitCode {
                     max_incidents,
                     min_respawned_kills,
                 },
+                emit_scenario.as_deref(),
             ),
             Cmd::Run {
                 scenarios,
@@ -282,9 +293,50 @@ fn main() -> ExitCode {
     exit.into()
 }
 
-fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOptions) -> Exit {
+/// Write the scenario that reproduces `a` to `out`, checked the way `oomlab
+/// run` will read it.
+fn emit_scenario(
+    a: &oomlab::analyze::Analysis,
+    inputs: &[PathBuf],
+    out: &Path,
+) -> Result<(), String> {
+    let source = inputs
+        .first()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let cat = oomlab::image::kernel::catalogue().map_err(|e| e.to_string())?;
+    let text = oomlab::analyze::scenario_yaml(a, &source, &cat).map_err(|e| e.to_string())?;
+    Scenario::parse(out, &text).map_err(|e| format!("the scenario written is not valid: {e}"))?;
+    std::fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(())
+}
+
+fn analyze(
+    inputs: &[PathBuf],
+    json: bool,
+    opts: &oomlab::analyze::AnalyzeOptions,
+    scenario_out: Option<&Path>,
+) -> Exit {
     match oomlab::analyze::analyze_paths(inputs, opts) {
         Ok(a) => {
+            if let Some(out) = scenario_out {
+                match emit_scenario(&a, inputs, out) {
+                    Ok(()) => eprintln!(
+                        "oomlab: wrote {} (run it: oomlab run {})",
+                        printable(&out.display().to_string()),
+                        printable(&out.display().to_string())
+                    ),
+                    Err(e) => {
+                        eprintln!("oomlab: cannot write a scenario: {}", printable(&e));
+                        return Exit::BadInput;
+                    }
+                }
+            }
+            // like grep: every readable input analysed, each unreadable one
+            // reported, exit 2 at the end
+            for e in &a.unreadable {
+                eprintln!("oomlab: {}: {}", printable(&e.path), printable(&e.error));
+            }
             if json {
                 match serde_json::to_string_pretty(&a) {
                     Ok(s) => println!("{s}"),
@@ -299,11 +351,18 @@ fn analyze(inputs: &[PathBuf], json: bool, opts: &oomlab::analyze::AnalyzeOption
             match oomlab::analyze::exit_code(&a) {
                 0 => Exit::Success,
                 1 => Exit::Mismatch,
+                2 => Exit::BadInput,
                 other => {
                     eprintln!("oomlab: analyze gave an unknown status {other}");
                     Exit::CannotRun
                 }
             }
+        }
+        Err(oomlab::analyze::AnalyzeError::Unreadable(errors)) => {
+            for e in &errors {
+                eprintln!("oomlab: {}: {}", printable(&e.path), printable(&e.error));
+            }
+            Exit::BadInput
         }
         Err(e) => {
             eprintln!("oomlab: {}", printable(&e.to_string()));

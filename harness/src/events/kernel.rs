@@ -22,7 +22,7 @@ mod tests;
 
 pub use super::prefix::{month_number, split_prefix, LogLine, Timestamp};
 pub use messages::constraint_from_message;
-pub use task_table::parse_task_row;
+pub use task_table::{parse_task_row, parse_task_row_ref, RowLayout, TaskRowRef};
 
 /// What constrained an OOM: the whole machine, a memory cgroup, a cpuset or a
 /// mempolicy.
@@ -66,6 +66,12 @@ pub struct Killed {
     pub shmem_rss_kb: Option<u64>,
     pub pgtables_kb: Option<u64>,
     pub oom_score_adj: Option<i32>,
+    /// The line ended inside the name (`Killed process 12 (ngi`).
+    #[serde(skip)]
+    pub name_cut: bool,
+    /// Its fields were edited by a person (see [`Mended::fields`]).
+    #[serde(skip)]
+    pub fields_mended: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -193,7 +199,7 @@ pub const MESSAGES: &[Message] = &[
         example: "Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled",
     },
     Message {
-        keywords: &["Would have killed"],
+        keywords: &["Would have killed process"],
         parse: messages::would_have_killed,
         example: "Would have killed process 3 (x). But continuing instead.",
     },
@@ -311,7 +317,76 @@ pub fn anchors() -> &'static aho_corasick::AhoCorasick {
 /// [`parse_message`] would return `None`.
 pub fn maybe_oom(msg: &str) -> bool {
     let t = msg.trim_start();
-    t.starts_with('[') || anchors().is_match(msg)
+    t.starts_with('[') || anchors().is_match(msg) || table().loose.is_match(msg)
+}
+
+/// Does `msg` hold one of the keywords of [`MESSAGES`] (in any case)?
+pub fn has_keyword(msg: &str) -> bool {
+    anchors().is_match(msg) || table().loose.is_match(msg)
+}
+
+/// What had to be mended in a line before it could be read: the report
+/// says so ([`parse_message_mended`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mended {
+    /// A keyword in another case (`killed process`, `out of memory: kill
+    /// process`): read as the kernel prints it.
+    pub keyword_case: bool,
+    /// Fields with spaces after their colon (`total-vm: 1234 kB`) or
+    /// units in another case (`kb`).
+    pub fields: bool,
+}
+
+/// The matchers the parser needs, built once from [`MESSAGES`].
+struct Table {
+    /// Every keyword (no keyword overlaps another in a line, so the
+    /// leftmost matches are all of them); the SIMD searcher where the CPU
+    /// has one, which reads a short line fastest.
+    exact: aho_corasick::AhoCorasick,
+    packed: Option<aho_corasick::packed::Searcher>,
+    /// Keyword index -> the entries holding it, as a bit set over
+    /// [`MESSAGES`].
+    entries_of: Vec<u64>,
+    /// The keywords in any ASCII case (only tried when the exact ones fail).
+    loose: aho_corasick::AhoCorasick,
+    /// The index of `Kernel panic` among the keywords.
+    panic_keyword: Option<usize>,
+}
+
+fn table() -> &'static Table {
+    static T: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let kw = keywords();
+        let entries_of = kw
+            .iter()
+            .map(|k| {
+                MESSAGES
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m.keywords.contains(k))
+                    .fold(0u64, |acc, (i, _)| acc | (1u64 << i))
+            })
+            .collect();
+        let mut pb = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+            .builder();
+        pb.extend(kw);
+        Table {
+            packed: pb.build(),
+            panic_keyword: kw.iter().position(|k| *k == "Kernel panic"),
+            exact: aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(kw)
+                .expect("fixed literal patterns always build"),
+            entries_of,
+            loose: aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .build(kw)
+                .expect("fixed literal patterns always build"),
+        }
+    })
 }
 
 /// Parse the kernel's own text. `None` for lines that are not OOM-related.
@@ -324,20 +399,98 @@ pub fn parse_message(msg: &str) -> Option<KernelEvent> {
 
 /// [`parse_message`] with the column list of the current task-table header.
 pub fn parse_message_with(msg: &str, columns: Option<&[String]>) -> Option<KernelEvent> {
-    if msg.trim_start().starts_with('[') {
+    parse_message_mended(msg, columns).map(|(ev, _)| ev)
+}
+
+/// [`parse_message_with`], which also reads lines a person edited: a
+/// keyword in another case, spaces after a field's colon, `kb` units. The
+/// exact forms are tried first; [`Mended`] says what had to be mended.
+pub fn parse_message_mended(
+    msg: &str,
+    columns: Option<&[String]>,
+) -> Option<(KernelEvent, Mended)> {
+    read_message(msg, columns).ok()
+}
+
+/// [`parse_message_mended`], which also tells a line that holds a keyword
+/// (in any case) but reads as no message (`Err(true)`: cut short,
+/// damaged) from one that holds none (`Err(false)`).
+pub fn read_message(msg: &str, columns: Option<&[String]>) -> Result<(KernelEvent, Mended), bool> {
+    if msg.trim_ascii_start().starts_with('[') {
         if let Some(ev) = task_table::header(msg)
             .or_else(|| parse_task_row(msg, columns).map(KernelEvent::TaskRow))
         {
-            return Some(ev);
+            return Ok((ev, Mended::default()));
         }
     }
-    if !anchors().is_match(msg) || NOT_EVENTS.iter().any(|s| msg.contains(s)) {
-        return None;
+    let (ev, keyword) = parse_exact(msg);
+    if let Some(ev) = ev {
+        let fields = matches!(&ev, KernelEvent::Killed(k) if k.fields_mended);
+        return Ok((
+            ev,
+            Mended {
+                keyword_case: false,
+                fields,
+            },
+        ));
     }
-    MESSAGES
+    // A keyword in another case: read it as the kernel prints it.
+    let t = table();
+    let Some(m) = t.loose.find(msg) else {
+        return Err(keyword);
+    };
+    let Some(kw) = keywords().get(m.pattern().as_usize()).copied() else {
+        return Err(true);
+    };
+    if msg.get(m.range()) == Some(kw) {
+        return Err(true);
+    }
+    let (Some(a), Some(b)) = (msg.get(..m.start()), msg.get(m.end()..)) else {
+        return Err(true);
+    };
+    let fixed = format!("{a}{kw}{b}");
+    match parse_exact(&fixed).0 {
+        Some(ev) => {
+            let fields = matches!(&ev, KernelEvent::Killed(k) if k.fields_mended);
+            Ok((
+                ev,
+                Mended {
+                    keyword_case: true,
+                    fields,
+                },
+            ))
+        }
+        None => Err(true),
+    }
+}
+
+/// The entries whose keywords `msg` holds, tried in table order; and
+/// whether it held a keyword at all.
+fn parse_exact(msg: &str) -> (Option<KernelEvent>, bool) {
+    let t = table();
+    let mut entries = 0u64;
+    let mut panic_word = false;
+    let mut seen = |k: usize| {
+        entries |= t.entries_of.get(k).copied().unwrap_or(0);
+        panic_word |= Some(k) == t.panic_keyword;
+    };
+    match &t.packed {
+        Some(p) => p.find_iter(msg).for_each(|m| seen(m.pattern().as_usize())),
+        None => t
+            .exact
+            .find_iter(msg)
+            .for_each(|m| seen(m.pattern().as_usize())),
+    }
+    // the panic trailer quotes the panic: checked only where one is named
+    if entries == 0 || (panic_word && NOT_EVENTS.iter().any(|s| msg.contains(s))) {
+        return (None, entries != 0);
+    }
+    let ev = MESSAGES
         .iter()
-        .filter(|m| m.keywords.iter().any(|k| msg.contains(k)))
-        .find_map(|m| (m.parse)(msg))
+        .enumerate()
+        .filter(|(i, _)| entries & (1u64 << i) != 0)
+        .find_map(|(_, m)| (m.parse)(msg));
+    (ev, true)
 }
 
 /// Stateful wrapper over [`parse_message`]: remembers the last task-table
@@ -345,6 +498,7 @@ pub fn parse_message_with(msg: &str, columns: Option<&[String]>) -> Option<Kerne
 #[derive(Debug, Default, Clone)]
 pub struct Parser {
     columns: Option<Vec<String>>,
+    layout: Option<RowLayout>,
 }
 
 impl Parser {
@@ -359,11 +513,30 @@ impl Parser {
 
     /// Parse one message (prefix already stripped).
     pub fn parse(&mut self, msg: &str) -> Option<KernelEvent> {
-        let ev = parse_message_with(msg, self.columns.as_deref())?;
+        self.parse_mended(msg).map(|(ev, _)| ev)
+    }
+
+    /// [`Parser::parse`], saying what had to be mended
+    /// ([`parse_message_mended`]).
+    pub fn parse_mended(&mut self, msg: &str) -> Option<(KernelEvent, Mended)> {
+        self.read(msg).ok()
+    }
+
+    /// [`read_message`] with the current header's columns.
+    pub fn read(&mut self, msg: &str) -> Result<(KernelEvent, Mended), bool> {
+        let (ev, mended) = read_message(msg, self.columns.as_deref())?;
         if let KernelEvent::TaskTableHeader { columns } = &ev {
+            self.layout = Some(RowLayout::of(columns));
             self.columns = Some(columns.clone());
         }
-        Some(ev)
+        Ok((ev, mended))
+    }
+
+    /// A task-table row (not a header), read with the last header's
+    /// columns, its name borrowed: the fast path for the many rows of a
+    /// report.
+    pub fn row<'a>(&self, msg: &'a str) -> Option<TaskRowRef<'a>> {
+        parse_task_row_ref(msg, self.layout.as_ref())
     }
 
     /// Strip the prefix and parse a whole raw line.

@@ -3,5 +3,6 @@
 
 pub mod kernel;
 pub mod prefix;
+pub mod supervisor;
 pub mod telemetry;
 pub mod timeline;

@@ -70,12 +70,13 @@ fn strip_level(s: &str) -> &str {
 /// `[  123.456789]` (+ optional one space). Returns (seconds, rest).
 fn strip_monotonic(s: &str) -> Option<(f64, &str)> {
     let inner_start = s.strip_prefix('[')?;
-    let close = inner_start.find(']')?;
+    let close = inner_start.bytes().take(25).position(|b| b == b']')?;
     if close > 24 {
         return None;
     }
-    let inner = inner_start.get(..close)?.trim_start();
-    let (a, f) = inner.split_once('.')?;
+    let inner = inner_start.get(..close)?.trim_start_matches(' ');
+    let dot = memchr::memchr(b'.', inner.as_bytes())?;
+    let (a, f) = (inner.get(..dot)?, inner.get(dot + 1..)?);
     if a.is_empty()
         || f.is_empty()
         || !a.bytes().all(|c| c.is_ascii_digit())
@@ -83,7 +84,20 @@ fn strip_monotonic(s: &str) -> Option<(f64, &str)> {
     {
         return None;
     }
-    let v: f64 = inner.parse().ok()?;
+    // seconds with up to 9 decimals, below 2^53 as an integer: one exact
+    // division, rounded as `parse` rounds the decimal (both are the
+    // correctly rounded value of the same rational)
+    let n = u64::try_from(a.len() + f.len()).ok()?;
+    let v: f64 = if f.len() <= 9 && n <= 15 {
+        let digits = a
+            .bytes()
+            .chain(f.bytes())
+            .fold(0u64, |v, c| v * 10 + u64::from(c - b'0'));
+        const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+        digits as f64 / POW10.get(f.len()).copied()?
+    } else {
+        inner.parse().ok()?
+    };
     let rest = inner_start.get(close + 1..)?;
     Some((v, rest.strip_prefix(' ').unwrap_or(rest)))
 }
@@ -103,7 +117,8 @@ fn clock_len(b: &[u8]) -> Option<usize> {
         return None;
     }
     let mut n = 8;
-    if b.get(8) == Some(&b'.') && is_digit(b.get(9)) {
+    // `.123` (syslog, journal), `,123` (Python's logging, supervisord)
+    if matches!(b.get(8), Some(&b'.') | Some(&b',')) && is_digit(b.get(9)) {
         n = 9;
         while is_digit(b.get(n)) {
             n += 1;
@@ -333,6 +348,43 @@ impl When {
     }
 }
 
+impl When {
+    /// Seconds from `earlier` to `self`, when their clocks can be compared:
+    /// the same clock, or a wall clock with a year against one without
+    /// (syslog), compared on the yearless scale.
+    pub fn since(&self, earlier: &When) -> Option<f64> {
+        match (self.clock, earlier.clock) {
+            (a, b) if a == b => Some(self.t - earlier.t),
+            (Clock::WallYear, Clock::WallNoYear) => Some(no_year(self.t) - earlier.t),
+            (Clock::WallNoYear, Clock::WallYear) => Some(self.t - no_year(earlier.t)),
+            _ => None,
+        }
+    }
+}
+
+/// A [`Clock::WallYear`] time on the [`Clock::WallNoYear`] scale.
+fn no_year(epoch_s: f64) -> f64 {
+    let days = (epoch_s / 86400.0).floor();
+    let secs = epoch_s - days * 86400.0;
+    let (_, m, d) = civil_from_days(days as i64);
+    f64::from(m * 31 + d) * 86400.0 + secs
+}
+
+/// The date of a day number since 1970-01-01 (inverse of
+/// [`days_from_civil`]).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -352,9 +404,9 @@ fn clock_secs(s: &str) -> Option<(f64, bool)> {
     let sec_txt = s.get(6..)?;
     let n = sec_txt
         .bytes()
-        .take_while(|c| c.is_ascii_digit() || *c == b'.')
+        .take_while(|c| c.is_ascii_digit() || *c == b'.' || *c == b',')
         .count();
-    let sec: f64 = sec_txt.get(..n)?.parse().ok()?;
+    let sec: f64 = sec_txt.get(..n)?.replace(',', ".").parse().ok()?;
     Some((h * 3600.0 + m * 60.0 + sec, n <= 2))
 }
 
@@ -412,6 +464,25 @@ mod tests {
         assert_eq!(l.ts, Some(Timestamp::Monotonic(123.456789)));
         assert_eq!(l.msg, "Out of memory: Killed process 1 (a)");
         assert_eq!(l.uptime, Some(123.456789));
+    }
+
+    #[test]
+    fn monotonic_stamps_read_as_parse_reads_them() {
+        for s in [
+            "2.845334",
+            "0.000001",
+            "86210.114000",
+            "99999.999999",
+            "1.5",
+            "123456.123456789",
+        ] {
+            let line = format!("[{s}] x");
+            assert_eq!(
+                strip_monotonic(&line).map(|x| x.0),
+                s.parse::<f64>().ok(),
+                "{s}"
+            );
+        }
     }
 
     #[test]
@@ -492,5 +563,17 @@ mod tests {
         assert_eq!(c.clock, Clock::WallYear);
         assert_eq!(d.t - c.t, 1.0);
         assert!(parse_wall("2017-12-07T00:05:16.5Z").is_some_and(|w| !w.coarse));
+        // a clock with a year against syslog's yearless one
+        let e = parse_wall("2017-12-07 00:05:20,250").unwrap();
+        let f = parse_wall("Dec  7 00:05:15").unwrap();
+        assert_eq!(e.since(&f), Some(5.25));
+        assert_eq!(f.since(&e), Some(-5.25));
+        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        let mono = When {
+            clock: Clock::Mono,
+            t: 1.0,
+            coarse: false,
+        };
+        assert_eq!(mono.since(&f), None);
     }
 }

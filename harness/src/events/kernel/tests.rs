@@ -440,3 +440,51 @@ fn reboot_after_a_panic() {
     );
     assert_eq!(parse_message("Rebooting in a while"), None);
 }
+
+#[test]
+fn edited_lines_are_read_and_said_so() {
+    // a keyword in lower case, the exact form preferred
+    let (ev, m) = parse_message_mended(
+        "out of memory: killed process 3301 (php-fpm), UID 48, total-vm: 1648400kb, anon-rss: 1204880kb, file-rss: 0kb, shmem-rss: 0kb",
+        None,
+    )
+    .expect("read");
+    assert_eq!(
+        m,
+        Mended {
+            keyword_case: true,
+            fields: true
+        }
+    );
+    match ev {
+        KernelEvent::Killed(k) => {
+            assert_eq!(
+                (k.pid, k.uid, k.total_vm_kb),
+                (3301, Some(48), Some(1648400))
+            );
+            assert_eq!(k.shmem_rss_kb, Some(0));
+        }
+        other => panic!("{other:?}"),
+    }
+    let (_, m) = parse_message_mended(
+        "Killed process 1 (a) total-vm:1 kB, anon-rss:1kB, file-rss:0kB",
+        None,
+    )
+    .expect("read");
+    assert_eq!((m.keyword_case, m.fields), (false, true));
+    let (_, m) = parse_message_mended(
+        "Out of memory: Killed process 77 (npm start) total-vm:10kB, anon-rss:9kB, file-rss:1kB, shmem-rss:0kB, UID:1001 pgtables:120kB oom_score_adj:-500",
+        None,
+    )
+    .expect("read");
+    assert_eq!(m, Mended::default());
+    // 2.6.32's own lower-case `kill process` is no repair
+    let (_, m) = parse_message_mended(
+        "Out of memory: kill process 1300 (bash) score 262245 or a child",
+        None,
+    )
+    .expect("read");
+    assert_eq!(m, Mended::default());
+    assert!(has_keyword("KILLED PROCESS 1 (x)"));
+    assert!(!has_keyword("EXT4-fs (sda1): mounted"));
+}
