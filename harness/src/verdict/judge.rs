@@ -309,8 +309,12 @@ impl RunRecord {
     }
 
     pub fn judge(&self, limits: &Limits) -> Judgement {
-        let evidence = self.evidence();
+        let mut evidence = self.evidence();
         let (verdict, mut why) = self.decide(limits, &evidence);
+        // "Settled after" means something only for a run that settled.
+        if verdict != Verdict::Recovered {
+            evidence.recovery_s = None;
+        }
         if let Some(cs) = &evidence.child_sacrifice {
             if matches!(
                 verdict,
