@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use super::kernel::{self, debian, KernelImage};
 use super::ImageError;
@@ -366,36 +365,18 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// Unpacks the package's modules, `modules.builtin` and kernel config.
 fn extract_modules(deb: &Path, into: &Path) -> Result<(), ImageError> {
-    std::fs::create_dir_all(into).map_err(|e| ImageError::io("create extract dir", e))?;
-    let cmd_err = |cmd: &str, detail: String| ImageError::Command {
-        cmd: cmd.to_string(),
-        detail,
-    };
-    let mut dpkg = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(deb)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| cmd_err("dpkg-deb --fsys-tarfile", e.to_string()))?;
-    let pipe = dpkg.stdout.take().expect("piped stdout");
-    let tar = Command::new("tar")
-        .arg("-x")
-        .arg("-C")
-        .arg(into)
-        .arg("--wildcards")
-        .args(["*.ko", "*.ko.xz", "*/modules.builtin", "./boot/config-*"])
-        .stdin(pipe)
-        .output()
-        .map_err(|e| cmd_err("tar -x", e.to_string()))?;
-    let _ = dpkg.wait();
-    // tar exits 2 when a pattern matched nothing (no ./boot/config-* in a
-    // 7.x modules package): only no modules at all is a failure.
-    if !tar.status.success() && walk(into).is_empty() {
-        return Err(cmd_err(
-            &format!("tar -x modules from {}", deb.display()),
-            String::from_utf8_lossy(&tar.stderr).trim().to_string(),
-        ));
+    // A 7.x modules package has no ./boot/config-*: only no modules at all
+    // is a failure.
+    debian::extract_from_deb(
+        deb,
+        into,
+        &["*.ko", "*.ko.xz", "*/modules.builtin", "./boot/config-*"],
+    )?;
+    if walk(into).is_empty() {
+        return Err(ImageError::Command {
+            cmd: format!("tar -x modules from {}", deb.display()),
+            detail: "no kernel modules in the package".into(),
+        });
     }
     Ok(())
 }

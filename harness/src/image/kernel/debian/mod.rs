@@ -448,6 +448,19 @@ pub fn kernel_files(root: &Path) -> Found {
 /// only, not the ~100 MB of modules. The package may hold no kernel (7.x
 /// `linux-base-*` holds only the config): `Ok` with what was there.
 pub(crate) fn extract_members(deb: &Path, into: &Path) -> Result<Found, ImageError> {
+    extract_from_deb(deb, into, &KERNEL_MEMBERS)?;
+    Ok(kernel_files(into))
+}
+
+/// `dpkg-deb --fsys-tarfile DEB | tar -x --wildcards PATTERNS...` into
+/// `into`: only the members asked for are unpacked (a kernel package is
+/// ~100 MB of modules). Patterns that match nothing are not an error (the
+/// caller checks what it got).
+pub(crate) fn extract_from_deb(
+    deb: &Path,
+    into: &Path,
+    patterns: &[&str],
+) -> Result<(), ImageError> {
     std::fs::create_dir_all(into).map_err(|e| ImageError::io("create extract dir", e))?;
     let spawn_err = |cmd: &str| {
         let cmd = cmd.to_string();
@@ -469,7 +482,7 @@ pub(crate) fn extract_members(deb: &Path, into: &Path) -> Result<Found, ImageErr
         .arg("-C")
         .arg(into)
         .arg("--wildcards")
-        .args(KERNEL_MEMBERS)
+        .args(patterns)
         .stdin(pipe)
         .output();
     let dpkg_out = dpkg.wait_with_output().map_err(spawn_err("dpkg-deb"))?;
@@ -483,11 +496,11 @@ pub(crate) fn extract_members(deb: &Path, into: &Path) -> Result<Found, ImageErr
     // Patterns that match nothing make tar exit 2; that alone is fine.
     if !tar.status.success() && !only_missing_members(&String::from_utf8_lossy(&tar.stderr)) {
         return Err(ImageError::Command {
-            cmd: format!("tar -x {} from {}", KERNEL_MEMBERS.join(" "), deb.display()),
+            cmd: format!("tar -x {} from {}", patterns.join(" "), deb.display()),
             detail: tail(&tar.stderr, 5),
         });
     }
-    Ok(kernel_files(into))
+    Ok(())
 }
 
 /// The kernel of a kernel package (exactly one), and its config when the
