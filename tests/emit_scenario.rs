@@ -7,8 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use oomlab_e2e::{oomlab_bin, root};
-use serde_json::Value;
+use oomlab_e2e::{oomlab_bin, root, run_oomlab};
 
 fn analyze_emit(log: &str, out: &Path) -> (i32, String) {
     let o = Command::new(oomlab_bin())
@@ -20,31 +19,6 @@ fn analyze_emit(log: &str, out: &Path) -> (i32, String) {
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn run(scenario: &Path, out: &Path) -> (i32, Value, String) {
-    let json = out.join("report.json");
-    let o = Command::new(oomlab_bin())
-        .current_dir(root())
-        .arg("run")
-        .arg(scenario)
-        .arg("--out")
-        .arg(out.join("run"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run oomlab");
-    let logs = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("no report ({e})\n{logs}"));
-    (
-        o.status.code().unwrap_or(-1),
-        serde_json::from_str(&text).expect("report is JSON"),
-        logs,
     )
 }
 
@@ -61,7 +35,7 @@ fn the_seeds_log_reproduces_as_a_livelock() {
         text.contains("# - workers: 4 nginx process(es) of uid 2188"),
         "{text}"
     );
-    let (code, v, logs) = run(&yaml, dir.path());
+    let (code, v, logs) = run_oomlab(&yaml, dir.path());
     assert_eq!(v["verdict"], "livelock", "{logs}\n{text}");
     assert_eq!(v["expected"], "livelock");
     assert_eq!(code, 0, "{logs}");

@@ -6,40 +6,14 @@
 //! no kernel or payload is needed; `tests/faults.rs` in the end-to-end
 //! crate repeats the QEMU failure with the real kernel.
 
+mod common;
+use common::fake_qemu;
+use common::root;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn fake_qemu() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--quiet", "-p", "oomlab", "--example", "fake_qemu"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "cannot build the fake QEMU");
-        let exe = std::env::current_exe().unwrap();
-        let profile = exe.parent().and_then(Path::parent).unwrap();
-        let here = profile.join("examples/fake_qemu");
-        if here.is_file() {
-            here
-        } else {
-            profile.parent().unwrap().join("debug/examples/fake_qemu")
-        }
-    })
-    .clone()
-}
 
 /// `oomlab` with `args`, killed (and the test failed) if it takes longer
 /// than `secs`: a hang is the bug some of these tests are about.

@@ -4,37 +4,14 @@
 //! report why it stopped. The real QEMU crosses the same boundary in the
 //! end-to-end tests (`tests/boot_scenarios.rs`).
 
+mod common;
+use common::fake_qemu;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
 use oomlab::scenario::Limits;
 use oomlab::verdict::{Live, RunRecord};
 use oomlab::vm::{self, AccelKind, RunOutcome, StopPolicy, StopReason, VmConfig};
-
-fn fake_qemu() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--quiet", "-p", "oomlab", "--example", "fake_qemu"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "cannot build the fake QEMU");
-        // target/<profile>/deps/<this test> -> target/<profile>/examples/fake_qemu
-        let exe = std::env::current_exe().unwrap();
-        let profile = exe.parent().and_then(Path::parent).unwrap();
-        let debug = profile.parent().unwrap().join("debug/examples/fake_qemu");
-        let here = profile.join("examples/fake_qemu");
-        if here.is_file() {
-            here
-        } else {
-            debug
-        }
-    })
-    .clone()
-}
 
 struct Ran {
     out: RunOutcome,

@@ -1,0 +1,46 @@
+//! Helpers shared by the harness's integration tests (each test file is
+//! its own crate and includes this module; not every file uses all of it).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root (this crate lives in `<root>/harness`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("harness/ has a parent")
+        .to_path_buf()
+}
+
+/// The fake QEMU (`examples/fake_qemu.rs`), built once per test binary.
+pub fn fake_qemu() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--quiet", "-p", "oomlab", "--example", "fake_qemu"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot build the fake QEMU");
+        // target/<profile>/deps/<this test> -> target/<profile>/examples/fake_qemu;
+        // the build above is a debug one, which a release test run falls back to.
+        let exe = std::env::current_exe().expect("current exe");
+        let profile = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let here = profile.join("examples/fake_qemu");
+        if here.is_file() {
+            here
+        } else {
+            profile
+                .parent()
+                .expect("target/")
+                .join("debug/examples/fake_qemu")
+        }
+    })
+    .clone()
+}
