@@ -13,11 +13,13 @@
 //! run exits 1.
 
 use std::panic;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use oomlab::analyze::{analyze_bytes, AnalyzeOptions};
 use oomlab::events::kernel::{self, Parser};
+
+mod fuzz_support;
+use fuzz_support::{corpus, mutate_bytes, num_arg, Rng};
 
 const FRAGMENTS: &[&str] = &[
     "Killed process ", "Kill process ", ", UID ", " (", ")", ") total-vm:", "kB, ", "anon-rss:",
@@ -34,24 +36,6 @@ const FRAGMENTS: &[&str] = &[
     "Memory limit reached of cgroup ", "---[ end Kernel panic - not syncing: ",
 ];
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
-
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
     let mut v = seeds[rng.below(seeds.len())].clone();
     // work on a window so that inputs stay small and fast
@@ -61,43 +45,13 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
     }
     for _ in 0..=rng.below(8) {
         match rng.below(7) {
-            0 if !v.is_empty() => {
-                let i = rng.below(v.len());
-                v[i] ^= 1 << rng.below(8);
-            }
-            1 => {
-                let i = rng.below(v.len() + 1);
-                v.insert(i, rng.next() as u8);
-            }
-            2 => {
-                let f = FRAGMENTS[rng.below(FRAGMENTS.len())].as_bytes();
-                let i = rng.below(v.len() + 1);
-                v.splice(i..i, f.iter().copied());
-            }
-            3 if !v.is_empty() => {
-                let i = rng.below(v.len());
-                v.truncate(i);
-            }
-            4 if !v.is_empty() => {
+            // cut out up to 64 bytes
+            6 if !v.is_empty() => {
                 let a = rng.below(v.len());
                 let b = (a + rng.below(64)).min(v.len());
                 v.drain(a..b);
             }
-            5 => {
-                let other = &seeds[rng.below(seeds.len())];
-                if !other.is_empty() {
-                    let a = rng.below(other.len());
-                    let b = (a + rng.below(200)).min(other.len());
-                    let i = rng.below(v.len() + 1);
-                    v.splice(i..i, other[a..b].iter().copied());
-                }
-            }
-            _ => {
-                // join lines: drop a newline
-                if let Some(p) = v.iter().position(|c| *c == b'\n') {
-                    v.remove(p);
-                }
-            }
+            op => mutate_bytes(rng, &mut v, op, seeds, FRAGMENTS),
         }
     }
     v
@@ -116,28 +70,9 @@ fn run_one(input: &[u8]) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|s| s.parse::<u64>().ok())
-    };
-    let seconds = arg("--seconds").unwrap_or(30);
-    let seed = arg("--seed").unwrap_or(0x5eed_0f00_11a5);
-    let mut seeds: Vec<Vec<u8>> = FRAGMENTS.iter().map(|f| f.as_bytes().to_vec()).collect();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/logs");
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "snap" || x == "md") {
-                continue;
-            }
-            if let Ok(b) = std::fs::read(&p) {
-                seeds.push(b);
-            }
-        }
-    }
+    let seconds = num_arg("--seconds").unwrap_or(30);
+    let seed = num_arg("--seed").unwrap_or(0x5eed_0f00_11a5);
+    let seeds = corpus(FRAGMENTS, "../tests/fixtures/logs", &["snap", "md"]);
     let mut rng = Rng(seed | 1);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     panic::set_hook(Box::new(|_| {}));

@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 
 use oomlab::scenario::{bounds, Scenario};
 
+mod fuzz_support;
+use fuzz_support::{corpus, mutate_bytes, num_arg, Rng};
+
 const FRAGMENTS: &[&str] = &[
     "[",
     "]",
@@ -124,54 +127,13 @@ fn builtin_seeds() -> Vec<Vec<u8>> {
     s.into_iter().map(String::into_bytes).collect()
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
-
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
     let mut v = seeds[rng.below(seeds.len())].clone();
     for _ in 0..=rng.below(6) {
         match rng.below(9) {
-            0 if !v.is_empty() => {
-                let i = rng.below(v.len());
-                v[i] ^= 1 << rng.below(8);
-            }
-            1 => {
-                let i = rng.below(v.len() + 1);
-                v.insert(i, rng.next() as u8);
-            }
-            2 | 3 => {
-                let f = FRAGMENTS[rng.below(FRAGMENTS.len())].as_bytes();
-                let i = rng.below(v.len() + 1);
-                v.splice(i..i, f.iter().copied());
-            }
-            4 if !v.is_empty() => {
-                let i = rng.below(v.len());
-                v.truncate(i);
-            }
-            5 => {
-                let other = &seeds[rng.below(seeds.len())];
-                if !other.is_empty() {
-                    let a = rng.below(other.len());
-                    let b = (a + rng.below(200)).min(other.len());
-                    let i = rng.below(v.len() + 1);
-                    v.splice(i..i, other[a..b].iter().copied());
-                }
-            }
+            // flip, insert a byte, a fragment (twice as often: YAML breaks
+            // at its punctuation), truncate, splice
+            op @ 0..=5 => mutate_bytes(rng, &mut v, [0, 1, 2, 2, 3, 4][op], seeds, FRAGMENTS),
             // Grow: one chunk many times, now and then past the size cap.
             6 if !v.is_empty() && rng.below(16) == 0 => {
                 let a = rng.below(v.len());
@@ -189,11 +151,8 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
                 v.extend(tail);
                 v.extend(std::iter::repeat_n(b']', n));
             }
-            _ => {
-                if let Some(p) = v.iter().position(|c| *c == b'\n') {
-                    v.remove(p);
-                }
-            }
+            // join two lines
+            _ => mutate_bytes(rng, &mut v, 5, seeds, FRAGMENTS),
         }
     }
     v
@@ -238,25 +197,11 @@ fn peak_rss_kib() -> i64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|s| s.parse::<u64>().ok())
-    };
-    let seconds = arg("--seconds").unwrap_or(30);
-    let seed = arg("--seed").unwrap_or(0x5eed_5ce7_a210);
-    let max = Duration::from_millis(arg("--max-ms").unwrap_or(10_000));
+    let seconds = num_arg("--seconds").unwrap_or(30);
+    let seed = num_arg("--seed").unwrap_or(0x5eed_5ce7_a210);
+    let max = Duration::from_millis(num_arg("--max-ms").unwrap_or(10_000));
     let mut seeds = builtin_seeds();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            if let Ok(b) = std::fs::read(e.path()) {
-                seeds.push(b);
-            }
-        }
-    }
+    seeds.extend(corpus(&[], "../scenarios", &[]));
     let mut rng = Rng(seed | 1);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     panic::set_hook(Box::new(|_| {}));
