@@ -1,44 +1,28 @@
 //! `worker_die_with_master`: when the master dies, its workers get SIGKILL
 //! (PR_SET_PDEATHSIG) instead of living on as orphans.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":");
-    let rest = &line[line.find(&pat)? + pat.len()..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    Some(rest[..end].trim_matches('"'))
-}
+mod common;
+use common::{field, selftest, PAYLOAD};
 
 fn run(die_with_master: bool) -> Vec<String> {
-    let conf = std::env::temp_dir().join(format!(
-        "oomlab-dwm-{}-{die_with_master}.conf",
-        std::process::id()
-    ));
-    std::fs::write(
-        &conf,
-        format!(
-            "name=dwm\nduration_ms=2500\nworkers=2\nworker_mem_kib=512\ncanary_ms=50\n\
-             worker_die_with_master={}\n",
-            u8::from(die_with_master)
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_guest-payload"))
-        .env("OOMLAB_PAYLOAD_SELFTEST", "1")
-        .env("OOMLAB_SCENARIO", &conf)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
+    let conf = format!(
+        "name=dwm\nduration_ms=2500\nworkers=2\nworker_mem_kib=512\ncanary_ms=50\n\
+         worker_die_with_master={}\n",
+        u8::from(die_with_master)
+    );
     let mut master = None;
     let mut workers = 0;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.contains("\"ev\":\"spawn\"") {
-            let pid: i32 = field(&line, "pid").unwrap().parse().unwrap();
+    let tag = format!("dwm-{die_with_master}");
+    let (ok, lines) = selftest(
+        PAYLOAD.as_ref(),
+        &tag,
+        &conf,
+        |_| {},
+        |line, _| {
+            if !line.contains("\"ev\":\"spawn\"") {
+                return;
+            }
+            let pid: i32 = field(line, "pid").unwrap().parse().unwrap();
             if line.contains("\"role\":\"master\"") {
                 master = Some(pid);
             } else if line.contains("\"role\":\"worker\"") {
@@ -47,7 +31,7 @@ fn run(die_with_master: bool) -> Vec<String> {
                 // its workers' (lines from several processes): a worker's
                 // ppid is its master.
                 if master.is_none() {
-                    master = field(&line, "ppid").and_then(|p| p.parse().ok());
+                    master = field(line, "ppid").and_then(|p| p.parse().ok());
                 }
                 if workers == 2 {
                     // Give the second worker a moment to set its death signal.
@@ -56,11 +40,9 @@ fn run(die_with_master: bool) -> Vec<String> {
                     unsafe { libc::kill(master.expect("master first"), libc::SIGKILL) };
                 }
             }
-        }
-        lines.push(line);
-    }
-    assert!(child.wait().unwrap().success());
-    std::fs::remove_file(&conf).ok();
+        },
+    );
+    assert!(ok, "{}", lines.join("\n"));
     lines
 }
 

@@ -9,9 +9,11 @@
 //! (300) and `prlimit64` (302) in 2.6.36. So every number from 299 up gets
 //! ENOSYS, and so does every call of another ABI (i386, x32).
 
-use std::io::{BufRead, BufReader};
+mod common;
+use common::selftest;
+
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// First x86_64 system call number that 2.6.32 does not have.
@@ -68,35 +70,17 @@ fn as_on_2_6_32(cmd: &mut Command) -> &mut Command {
 
 /// Runs the self-test (workers growing in steps, sampling, a canary) and
 /// returns its telemetry lines.
-fn selftest(payload: &PathBuf, filtered: bool) -> (bool, Vec<String>) {
-    let conf = std::env::temp_dir().join(format!(
-        "oomlab-oldsys-{}-{}.conf",
-        std::process::id(),
-        filtered
-    ));
-    std::fs::write(
-        &conf,
-        "name=old-syscalls\nduration_ms=1200\nworkers=2\nworker_mem_kib=1024\n\
-         worker_step_kib=256\nworker_step_ms=10\ncanary_ms=50\nsample_ms=200\n\
-         mitigation=oom_score_adj master=1000 workers=0\n",
-    )
-    .unwrap();
-    let mut cmd = Command::new(payload);
-    cmd.env("OOMLAB_PAYLOAD_SELFTEST", "1")
-        .env("OOMLAB_SCENARIO", &conf)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if filtered {
-        as_on_2_6_32(&mut cmd);
-    }
-    let mut child = cmd.spawn().expect("spawn the payload");
-    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .collect();
-    let ok = child.wait().unwrap().success();
-    std::fs::remove_file(&conf).ok();
-    (ok, lines)
+fn run(payload: &Path, filtered: bool) -> (bool, Vec<String>) {
+    let conf = "name=old-syscalls\nduration_ms=1200\nworkers=2\nworker_mem_kib=1024\n\
+                worker_step_kib=256\nworker_step_ms=10\ncanary_ms=50\nsample_ms=200\n\
+                mitigation=oom_score_adj master=1000 workers=0\n";
+    let tag = format!("oldsys-{filtered}");
+    let tweak = |cmd: &mut Command| {
+        if filtered {
+            as_on_2_6_32(cmd);
+        }
+    };
+    selftest(payload, &tag, conf, tweak, |_, _| {})
 }
 
 fn check_run(what: &str, ok: bool, lines: &[String]) {
@@ -134,7 +118,7 @@ fn check_run(what: &str, ok: bool, lines: &[String]) {
 #[test]
 fn payload_selftest_runs_with_2_6_32_syscalls_only() {
     let payload = PathBuf::from(env!("CARGO_BIN_EXE_guest-payload"));
-    let (ok, lines) = selftest(&payload, true);
+    let (ok, lines) = run(&payload, true);
     check_run("host-target payload", ok, &lines);
 }
 
@@ -158,7 +142,7 @@ fn static_guest_payload_runs_with_2_6_32_syscalls_only() {
         );
         return;
     };
-    let (ok, lines) = selftest(p, true);
+    let (ok, lines) = run(p, true);
     check_run(&p.display().to_string(), ok, &lines);
 }
 

@@ -2,15 +2,10 @@
 //! canary/master/worker/sampler orchestration on the host, minus mounts,
 //! cgroups, sysctls and power-off.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+use common::{field, selftest, PAYLOAD};
 
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":");
-    let rest = &line[line.find(&pat)? + pat.len()..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    Some(rest[..end].trim_matches('"'))
-}
+use std::process::Command;
 
 #[test]
 fn refuses_to_run_when_not_pid1() {
@@ -24,40 +19,28 @@ fn refuses_to_run_when_not_pid1() {
 
 #[test]
 fn selftest_respawns_a_killed_worker() {
-    let conf = std::env::temp_dir().join(format!("oomlab-selftest-{}.conf", std::process::id()));
-    std::fs::write(
-        &conf,
-        "name=self \"test\"\nduration_ms=1500\nworkers=2\nworker_mem_kib=512\n\
-         canary_ms=50\nsample_ms=300\nbogus_key=1\nmitigation=sysctl key=vm.overcommit_memory value=2\n",
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_guest-payload"))
-        .env("OOMLAB_PAYLOAD_SELFTEST", "1")
-        .env("OOMLAB_SCENARIO", &conf)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
+    let conf = "name=self \"test\"\nduration_ms=1500\nworkers=2\nworker_mem_kib=512\n\
+                canary_ms=50\nsample_ms=300\nbogus_key=1\nmitigation=sysctl key=vm.overcommit_memory value=2\n";
     let mut victim = None;
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        if victim.is_none()
-            && line.contains("\"ev\":\"spawn\"")
-            && line.contains("\"role\":\"worker\"")
-        {
-            let pid: i32 = field(&line, "pid").unwrap().parse().unwrap();
-            // SAFETY: plain kill of a worker the payload just reported.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            victim = Some(pid);
-        }
-        lines.push(line);
-    }
-    let status = child.wait().unwrap();
-    std::fs::remove_file(&conf).ok();
+    let (ok, lines) = selftest(
+        PAYLOAD.as_ref(),
+        "selftest",
+        conf,
+        |_| {},
+        |line, _| {
+            if victim.is_none()
+                && line.contains("\"ev\":\"spawn\"")
+                && line.contains("\"role\":\"worker\"")
+            {
+                let pid: i32 = field(line, "pid").unwrap().parse().unwrap();
+                // SAFETY: plain kill of a worker the payload just reported.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                victim = Some(pid);
+            }
+        },
+    );
     let all = lines.join("\n");
-    assert!(status.success(), "{all}");
+    assert!(ok, "{all}");
 
     for l in &lines {
         assert!(l.starts_with("{\"t\":") && l.ends_with('}'), "{l}");

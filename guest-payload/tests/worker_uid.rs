@@ -1,15 +1,8 @@
 //! `worker_uid`: workers drop to an unprivileged uid right after fork (after
 //! their own oom_score_adj write), the master stays root, as nginx does.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":");
-    let rest = &line[line.find(&pat)? + pat.len()..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    Some(rest[..end].trim_matches('"'))
-}
+mod common;
+use common::{field, selftest, PAYLOAD};
 
 fn uid_of(pid: &str) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -26,52 +19,38 @@ fn workers_run_as_the_given_uid_master_as_root() {
         );
         return;
     }
-    let conf = std::env::temp_dir().join(format!("oomlab-uid-{}.conf", std::process::id()));
-    std::fs::write(
-        &conf,
-        "name=uid\nduration_ms=3000\nworkers=2\nworker_mem_kib=512\ncanary_ms=50\n\
-         worker_uid=2188\nmitigation=oom_score_adj master=1000 workers=0\n",
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_guest-payload"))
-        .env("OOMLAB_PAYLOAD_SELFTEST", "1")
-        .env("OOMLAB_SCENARIO", &conf)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
+    let conf = "name=uid\nduration_ms=3000\nworkers=2\nworker_mem_kib=512\ncanary_ms=50\n\
+                worker_uid=2188\nmitigation=oom_score_adj master=1000 workers=0\n";
     let mut uids = Vec::new();
     let mut master_uid = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.contains("\"ev\":\"spawn\"") {
-            let pid = field(&line, "pid").unwrap().to_string();
-            if line.contains("\"role\":\"master\"") {
-                master_uid = uid_of(&pid);
+    let (ok, lines) = selftest(
+        PAYLOAD.as_ref(),
+        "uid",
+        conf,
+        |_| {},
+        |line, before| {
+            if line.contains("\"ev\":\"spawn\"") && line.contains("\"role\":\"master\"") {
+                master_uid = uid_of(field(line, "pid").unwrap());
             }
-        }
-        // The first `setup worker_uid` comes from a worker that has dropped.
-        if line.contains("\"what\":\"worker_uid\"") && uids.is_empty() {
-            for l in &lines {
-                let l: &String = l;
-                if l.contains("\"role\":\"worker\"") && l.contains("\"spawn\"") {
-                    let pid = field(l, "pid").unwrap();
-                    // Workers drop right after fork; give a late one a moment.
-                    for _ in 0..50 {
-                        if uid_of(pid) == Some(2188) {
-                            break;
+            // The first `setup worker_uid` comes from a worker that has dropped.
+            if line.contains("\"what\":\"worker_uid\"") && uids.is_empty() {
+                for l in before {
+                    if l.contains("\"role\":\"worker\"") && l.contains("\"spawn\"") {
+                        let pid = field(l, "pid").unwrap();
+                        // Workers drop right after fork; give a late one a moment.
+                        for _ in 0..50 {
+                            if uid_of(pid) == Some(2188) {
+                                break;
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(10));
                         }
-                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        uids.push(uid_of(pid));
                     }
-                    uids.push(uid_of(pid));
                 }
             }
-        }
-        lines.push(line);
-    }
-    assert!(child.wait().unwrap().success());
-    std::fs::remove_file(&conf).ok();
+        },
+    );
+    assert!(ok);
     let all = lines.join("\n");
     assert!(
         all.contains("\"what\":\"worker_uid\",\"ok\":true,\"detail\":\"worker uid=2188 gid=2188\""),
