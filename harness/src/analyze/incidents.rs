@@ -569,27 +569,41 @@ impl Builder {
         }
         if self.rec.rows.len() < MAX_ROW_RECORDS {
             let name = self.rec.strings.id(r.name);
-            let incident = self
-                .cur
-                .as_ref()
-                .filter(|c| c.no_victims())
-                .map_or(0, |c| c.index);
-            let when = self.ctx_when();
-            self.rec.rows.push(RowRec {
-                table: self.table_no,
-                incident,
-                pid: r.pid,
-                uid: r.uid,
-                name,
-                rss: r.rss,
-                total_vm: r.total_vm,
-                oom_adj: r.oom_adj,
-                when,
-                seq: self.seq,
-            });
+            self.push_row(r.pid, r.uid, name, r.rss, r.total_vm, r.oom_adj);
         } else {
             self.rec.rows_dropped += 1;
         }
+    }
+
+    /// Keeps a row, tied to the open incident while it has no victim yet
+    /// (a table is printed before its kill).
+    fn push_row(
+        &mut self,
+        pid: u32,
+        uid: u32,
+        name: u32,
+        rss: u64,
+        total_vm: u64,
+        oom_adj: Option<i32>,
+    ) {
+        let incident = self
+            .cur
+            .as_ref()
+            .filter(|c| c.no_victims())
+            .map_or(0, |c| c.index);
+        let when = self.ctx_when();
+        self.rec.rows.push(RowRec {
+            table: self.table_no,
+            incident,
+            pid,
+            uid,
+            name,
+            rss,
+            total_vm,
+            oom_adj,
+            when,
+            seq: self.seq,
+        });
     }
 
     fn handle_msg(&mut self, msg: &str, whole: bool) {
@@ -769,24 +783,7 @@ impl Builder {
         }
         self.totals.task_table_rows += 1;
         let name = self.rec.strings.id("");
-        let incident = self
-            .cur
-            .as_ref()
-            .filter(|c| c.no_victims())
-            .map_or(0, |c| c.index);
-        let when = self.ctx_when();
-        self.rec.rows.push(RowRec {
-            table: self.table_no,
-            incident,
-            pid,
-            uid: uid.unwrap_or(u32::MAX),
-            name,
-            rss: 0,
-            total_vm: 0,
-            oom_adj: None,
-            when,
-            seq: self.seq,
-        });
+        self.push_row(pid, uid.unwrap_or(u32::MAX), name, 0, 0, None);
     }
 
     /// Close the last incident, run the diagnosis and hand over the result.
