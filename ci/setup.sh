@@ -29,8 +29,3 @@ if ! command -v rpmbuild >/dev/null 2>&1; then
     fi
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y rpm >/dev/null 2>&1 || true
 fi
-
-# The CI-format tests read oomlab's KCIDB and JUnit output with kernel CI's
-# own readers.
-python3 -c "import kcidb_io, junitparser" 2>/dev/null \
-    || python3 -m pip install --quiet kcidb-io junitparser

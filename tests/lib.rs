@@ -77,10 +77,10 @@ pub fn leftovers(dir: &Path, prefix: &str) -> Vec<String> {
 }
 
 /// Runs a small Python program against `file` with the validators that
-/// kernel CI uses (`kcidb-io`, `junitparser`; `cargo xtask setup` and
-/// ci/setup.sh install them). Returns its stdout; panics with its stderr.
+/// kernel CI uses (`kcidb-io`, `junitparser`; `cargo xtask setup` installs
+/// them). Returns its stdout; panics with its stderr.
 pub fn python_check(program: &str, file: &Path) -> String {
-    let o = Command::new("python3")
+    let o = Command::new(oomlab::image::validators_python())
         .arg("-c")
         .arg(program)
         .arg(file)

@@ -368,17 +368,52 @@ fn fetch_guest(root: &Path, kernel_name: Option<&str>) -> Result<()> {
 }
 
 /// The CI-format tests check oomlab's KCIDB and JUnit output with the
-/// readers kernel CI uses (PyPI `kcidb-io`, `junitparser`).
+/// readers kernel CI uses (PyPI `kcidb-io`, `junitparser`). The system's
+/// Python is used when it has them; else they go into a virtual
+/// environment in the cache (Debian's own Python refuses `pip install`),
+/// with Debian's `python3-venv` installed first when it is missing.
 fn ensure_python_validators() -> Result<()> {
-    let have = Command::new("python3")
-        .args(["-c", "import kcidb_io, junitparser"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if have {
-        println!("kcidb-io, junitparser: present");
+    let has_them = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import kcidb_io, junitparser"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let python = image::validators_python();
+    if has_them(&python) {
+        println!("kcidb-io, junitparser: present ({})", python.display());
         return Ok(());
     }
-    run_checked(Command::new("python3").args([
+    let venv = image::cache_dir()?.join("py");
+    let make_venv = || {
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !make_venv() {
+        if !is_root() {
+            bail!(
+                "cannot make a Python virtual environment for the CI-format validators; \
+                 install python3-venv first (`sudo apt-get install -y python3-venv`), then rerun"
+            );
+        }
+        run_checked(Command::new("apt-get").arg("update"))?;
+        run_checked(
+            Command::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["install", "-y", "--no-install-recommends", "python3-venv"]),
+        )?;
+        if !make_venv() {
+            bail!(
+                "python3-venv installed but `python3 -m venv {}` still fails",
+                venv.display()
+            );
+        }
+    }
+    let python = venv.join("bin/python3");
+    run_checked(Command::new(&python).args([
         "-m",
         "pip",
         "install",
@@ -386,8 +421,14 @@ fn ensure_python_validators() -> Result<()> {
         "kcidb-io",
         "junitparser",
     ]))
-    .context("install the CI-format validators (python3 -m pip install kcidb-io junitparser)")?;
-    println!("kcidb-io, junitparser: installed");
+    .context("install the CI-format validators (pip install kcidb-io junitparser)")?;
+    if !has_them(&python) {
+        bail!(
+            "kcidb-io and junitparser installed in {} but cannot be imported",
+            venv.display()
+        );
+    }
+    println!("kcidb-io, junitparser: installed in {}", venv.display());
     Ok(())
 }
 

@@ -79,6 +79,18 @@ pub fn cache_dir() -> Result<PathBuf, ImageError> {
     cache_dir_from(|k| std::env::var_os(k))
 }
 
+/// The Python that has kernel CI's readers (`kcidb-io`, `junitparser`)
+/// for the CI-format tests: the virtual environment `cargo xtask setup`
+/// makes in the cache when the system's own Python lacks them (Debian's
+/// is externally managed: no `pip install` into it), else `python3`.
+pub fn validators_python() -> PathBuf {
+    cache_dir()
+        .map(|c| c.join("py/bin/python3"))
+        .ok()
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
 fn cache_dir_from(get: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf, ImageError> {
     let nonempty = |k: &str| get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(p) = nonempty("OOMLAB_CACHE") {
