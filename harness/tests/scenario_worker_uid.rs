@@ -48,7 +48,7 @@ fn worker_die_with_master_reaches_scenario_conf() {
         .contains("worker_die_with_master"));
     let shipped = Scenario::load(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../scenarios/kill-master-first-2.6.32.yaml"),
+            .join("../scenarios/old-kernels/kill-master-first-2.6.32.yaml"),
     )
     .unwrap();
     assert!(shipped.workload.worker_die_with_master);

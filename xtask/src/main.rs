@@ -330,10 +330,9 @@ fn setup(root: &Path) -> Result<()> {
     fetch_kernel(kernel::DEFAULT_KERNEL)
 }
 
-/// Programs of every scenario under `scenarios/` and `scenarios/machine/`,
-/// and the modules of a kernel.
+/// Programs of every shipped scenario, and the modules of a kernel.
 fn fetch_guest(root: &Path, kernel_name: Option<&str>) -> Result<()> {
-    let mut dir: Vec<PathBuf> = ["scenarios", "scenarios/machine"]
+    let mut dir: Vec<PathBuf> = oomlab::scenario::SHIPPED_DIRS
         .iter()
         .filter_map(|d| std::fs::read_dir(root.join(d)).ok())
         .flatten()
@@ -514,11 +513,22 @@ fn fetch_kernel(name: &str) -> Result<()> {
 }
 
 /// The demo, step by step: the seed's loop reproduced and judged, one
-/// mitigation shown ending it, then every mitigation side by side.
+/// mitigation shown ending it, every mitigation side by side, then the
+/// loop and its fix kernel by kernel.
 const DEMO_RUNS: [&str; 2] = ["scenarios/seed-livelock.yaml", "scenarios/oom-group.yaml"];
 
 /// Where the demo's matrix goes.
 const DEMO_MATRIX: &str = "oomlab-runs/demo-matrix";
+
+/// The demo's kernel comparison: the loop and its fix from 5.10 to 7.x
+/// (the kernels are fetched on first use, ~15 MB each).
+const DEMO_KERNELS: [&str; 4] = [
+    "debian-bullseye-cloud-5.10",
+    "debian-bookworm-cloud-6.1",
+    "debian-trixie-cloud-6.12",
+    "debian-trixie-backports-cloud-7.3",
+];
+const DEMO_KERNEL_MATRIX: &str = "oomlab-runs/demo-kernels";
 
 /// The CLI's exit-code contract, in words.
 fn describe_exit(code: Option<i32>) -> &'static str {
@@ -558,12 +568,24 @@ fn demo() -> Result<ExitCode> {
     let mut args = vec!["matrix", "--out", DEMO_MATRIX];
     args.extend(matrix.iter().map(String::as_str));
     results.push(("matrix scenarios/*.yaml".to_string(), oomlab(&args)?));
+    let _ = std::fs::remove_dir_all(DEMO_KERNEL_MATRIX);
+    let mut args = vec!["matrix", "--out", DEMO_KERNEL_MATRIX];
+    args.extend(DEMO_RUNS);
+    for k in DEMO_KERNELS {
+        args.extend(["--kernel", k]);
+    }
+    results.push((
+        format!("matrix seed + oom-group on {} kernels", DEMO_KERNELS.len()),
+        oomlab(&args)?,
+    ));
     println!("\ndemo summary:");
     for (what, code) in &results {
         let shown = code.map_or("-".to_string(), |c| c.to_string());
         println!("  {what:<40} exit {shown}: {}", describe_exit(*code));
     }
-    println!("  the matrix report: {DEMO_MATRIX}/report.html (one file, open it in a browser)");
+    println!("  the reports (one file each, open them in a browser):");
+    println!("    every mitigation: {DEMO_MATRIX}/report.html");
+    println!("    kernel by kernel: {DEMO_KERNEL_MATRIX}/report.html");
     let worst = results
         .iter()
         .map(|(_, c)| c.unwrap_or(1))

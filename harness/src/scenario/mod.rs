@@ -27,6 +27,13 @@ pub use crate::image::kernel::DEFAULT_KERNEL;
 pub use crate::verdict::Verdict;
 pub use oomlab_protocol::{Respawn, RootKind};
 
+/// The folders of shipped scenarios, relative to the repository root:
+/// the mitigation catalogue (every file runs on the default kernel and is
+/// the demo's matrix), the machine scenarios (SSH, disk root, real
+/// daemons: slower, their own tests), and fixes meant for old kernels
+/// only (each file says what it does on today's).
+pub const SHIPPED_DIRS: [&str; 3] = ["scenarios", "scenarios/machine", "scenarios/old-kernels"];
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
 )]

@@ -52,11 +52,10 @@ fn good_scenario_parses_and_renders_guest_conf() {
     ");
 }
 
-/// Every shipped scenario file: the mitigation catalogue in `scenarios/`,
-/// the machine scenarios in `scenarios/machine/`.
+/// Every shipped scenario file.
 fn shipped() -> Vec<std::path::PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut v: Vec<_> = ["scenarios", "scenarios/machine"]
+    let mut v: Vec<_> = super::SHIPPED_DIRS
         .iter()
         .flat_map(|d| std::fs::read_dir(root.join(d)).unwrap())
         .map(|e| e.unwrap().path())

@@ -100,7 +100,8 @@ impl AccelArg {
 #[derive(Subcommand)]
 enum Cmd {
     /// Boot a scenario in QEMU and judge it: livelock, recovered, no-oom,
-    /// panic, hang, boot-failure or inconclusive. Exit 0 when the verdict is
+    /// panic, hang, thrashing, boot-failure, inconclusive, or n/a (a
+    /// mitigation this kernel cannot apply). Exit 0 when the verdict is
     /// the expected one, 1 when not, 2 for bad input, 3 when the run could
     /// not happen, 128+N when interrupted by signal N.
     Run {
