@@ -317,7 +317,7 @@ pub fn cell(sc: &crate::scenario::Scenario, kernel: &str, runs: Vec<RunRef>) -> 
         sentence: String::new(),
         runs,
     };
-    c.sentence = sentence(&c, ms.first());
+    c.sentence = sentence(&c, &ms);
     c
 }
 
@@ -330,7 +330,7 @@ fn n(v: Option<f64>) -> String {
 }
 
 /// What the mitigation did, in one line a person can act on.
-pub fn sentence(c: &CellSummary, first: Option<&RunMetrics>) -> String {
+pub fn sentence(c: &CellSummary, runs: &[RunMetrics]) -> String {
     if !c.stable {
         let parts: Vec<String> = c.counts.iter().map(|(v, k)| format!("{v} {k}x")).collect();
         return format!("unstable across repeats: {}", parts.join(", "));
@@ -338,25 +338,43 @@ pub fn sentence(c: &CellSummary, first: Option<&RunMetrics>) -> String {
     let Some(v) = c.verdict else {
         return "could not run".into();
     };
-    let by = first.map(|r| r.kills_by.clone()).unwrap_or_default();
-    // Who killed, when it was not (only) the kernel: "(5 by earlyoom, 3 by
-    // the kernel)", from the first run.
+    let first = runs.first();
+    // Who killed, when it was not (only) the kernel: "(3 by the kernel, 15
+    // by earlyoom)", medians over the cell's runs like the totals, so the
+    // parts add up to the total the sentence gives.
+    let mut killers: Vec<&str> = Vec::new();
+    for (k, _) in runs.iter().flat_map(|r| &r.kills_by) {
+        if !killers.contains(&k.as_str()) {
+            killers.push(k);
+        }
+    }
+    let by: Vec<(&str, f64)> = killers
+        .into_iter()
+        .map(|k| {
+            let count = |r: &RunMetrics| {
+                r.kills_by
+                    .iter()
+                    .find(|(x, _)| x == k)
+                    .map_or(0.0, |(_, n)| *n as f64)
+            };
+            let med = if k == "kernel" {
+                c.oom_kills
+            } else {
+                median(runs.iter().map(count).collect())
+            };
+            (k, med.unwrap_or(0.0))
+        })
+        .collect();
     let killer = match by.as_slice() {
         [] => String::new(),
-        [(k, _)] if k == "kernel" => String::new(),
+        [("kernel", _)] => String::new(),
         [(k, _)] => format!(" by {k}"),
         many => {
             let parts: Vec<String> = many
                 .iter()
-                .map(|(k, n)| {
-                    format!(
-                        "{n} by {}",
-                        if k == "kernel" {
-                            "the kernel"
-                        } else {
-                            k.as_str()
-                        }
-                    )
+                .map(|(k, count)| {
+                    let who = if *k == "kernel" { "the kernel" } else { k };
+                    format!("{} by {who}", n(Some(*count)))
                 })
                 .collect();
             format!(" ({})", parts.join(", "))
@@ -614,4 +632,65 @@ pub fn write_all(out: &Path, s: &MatrixSummary) -> std::io::Result<()> {
     )?;
     let html = super::html::render(s, out);
     crate::atomic::write_bytes(&out.join("report.html"), html.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    fn run(repeat: usize, kernel: usize, earlyoom: usize) -> RunRef {
+        let kills_by: Vec<(String, usize)> = [("kernel", kernel), ("earlyoom", earlyoom)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (k.to_string(), n))
+            .collect();
+        let metrics: RunMetrics = serde_json::from_value(serde_json::json!({
+            "why": "", "wall_s": 9.0, "boot_s": 2.0, "kernel_release": null,
+            "kernel_sha256": null, "accel": "tcg", "qemu_version": "",
+            "oom_kills": kernel, "user_kills": earlyoom, "kills_by": kills_by,
+            "respawns": kernel + earlyoom, "worker_failures": 0,
+            "kill_rate_per_s": 3.0, "first_oom_s": 1.0, "recovery_s": null,
+            "canary_max_late_ms": 5.0, "canary_p99_late_ms": 4.0,
+            "availability": 0.98, "window_s": 7.0, "master_exited": false
+        }))
+        .unwrap();
+        RunRef {
+            repeat,
+            dir: PathBuf::from(format!("run-{repeat}")),
+            verdict: Some(Verdict::Livelock),
+            error: None,
+            metrics: Some(metrics),
+        }
+    }
+
+    /// Over repeats, who killed is given as medians like the total, so the
+    /// parts add up to it (not the first run's split beside the medians).
+    #[test]
+    fn the_killers_split_adds_up_to_the_total_over_repeats() {
+        let sc = Scenario::parse(Path::new("e.yaml"), "name: e\nexpect: livelock\n").unwrap();
+        let c = cell(&sc, "k", vec![run(1, 7, 13), run(2, 3, 15), run(3, 2, 16)]);
+        assert_eq!(c.oom_kills, Some(3.0));
+        assert_eq!(c.user_kills, Some(15.0));
+        assert!(
+            c.sentence
+                .starts_with("loop continues: 18 kills (3 by the kernel, 15 by earlyoom) at 3/s"),
+            "{}",
+            c.sentence
+        );
+        // One killer only: named, no split.
+        let c = cell(&sc, "k", vec![run(1, 0, 9)]);
+        assert!(
+            c.sentence
+                .starts_with("loop continues: 9 kills by earlyoom"),
+            "{}",
+            c.sentence
+        );
+        let c = cell(&sc, "k", vec![run(1, 9, 0)]);
+        assert!(
+            c.sentence.starts_with("loop continues: 9 kills at"),
+            "{}",
+            c.sentence
+        );
+    }
 }
