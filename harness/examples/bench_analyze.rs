@@ -82,22 +82,7 @@ fn generate(path: &Path, size: u64) -> std::io::Result<u64> {
                 buf,
                 "[{t:12.6}] Node 0 Normal free:44828kB min:44968kB low:56208kB high:67448kB"
             );
-            let _ = writeln!(buf, "[{t:12.6}] Tasks state (memory values in pages):");
-            let _ = writeln!(buf, "[{t:12.6}] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name");
-            for i in 0..200u32 {
-                let p = 1000 + i * 7;
-                let _ = writeln!(
-                    buf,
-                    "[{t:12.6}] [{p:7}] {:5} {p:5} {:8} {:8} {:8} {:8}         {:5} {}",
-                    i % 3 * 1000,
-                    10_000 + i,
-                    500 + i,
-                    65536,
-                    0,
-                    0,
-                    if i % 2 == 0 { "systemd" } else { "bash" }
-                );
-            }
+            task_table(&mut buf, t, 200);
             let _ = writeln!(buf, "[{t:12.6}] [{:7}]  1000  {:5}    20000     5000   200704        0             0 master", 900, 900);
             let _ = writeln!(buf, "[{t:12.6}] [{pid:7}]  1000 {pid:5}   300000   250000  2101248        0             0 worker");
             let _ = writeln!(buf, "[{t:12.6}] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/system.slice/app.service,task=worker,pid={pid},uid=1000");
@@ -137,22 +122,7 @@ fn generate_worst(path: &Path, size: u64) -> std::io::Result<u64> {
         if round.is_multiple_of(2) {
             // 5.4+ dmesg: header, table, summary, kill, reaper
             let _ = writeln!(buf, "[{t:12.6}] worker invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, oom_score_adj=0");
-            let _ = writeln!(buf, "[{t:12.6}] Tasks state (memory values in pages):");
-            let _ = writeln!(buf, "[{t:12.6}] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name");
-            for i in 0..40u32 {
-                let p = 1000 + i * 7;
-                let _ = writeln!(
-                    buf,
-                    "[{t:12.6}] [{p:7}] {:5} {p:5} {:8} {:8} {:8} {:8}         {:5} {}",
-                    i % 3 * 1000,
-                    10_000 + i,
-                    500 + i,
-                    65536,
-                    0,
-                    0,
-                    if i % 2 == 0 { "systemd" } else { "bash" }
-                );
-            }
+            task_table(&mut buf, t, 40);
             let _ = writeln!(buf, "[{t:12.6}] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/system.slice/app.service,task=worker,pid={pid},uid=1000");
             for _ in 0..20 {
                 let _ = writeln!(buf, "[{t:12.6}] Out of memory: Killed process {pid} (worker) total-vm:1200000kB, anon-rss:1000000kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:2052kB oom_score_adj:0");
@@ -289,4 +259,28 @@ fn main() {
         hwm as f64 / 1024.0,
         bytes as f64 / 1e6 / best_an
     );
+}
+
+/// A 5.x task table of `rows` rows at time `t`.
+fn task_table(buf: &mut String, t: f64, rows: u32) {
+    use std::fmt::Write as _;
+    let _ = writeln!(buf, "[{t:12.6}] Tasks state (memory values in pages):");
+    let _ = writeln!(
+        buf,
+        "[{t:12.6}] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name"
+    );
+    for i in 0..rows {
+        let p = 1000 + i * 7;
+        let _ = writeln!(
+            buf,
+            "[{t:12.6}] [{p:7}] {:5} {p:5} {:8} {:8} {:8} {:8}         {:5} {}",
+            i % 3 * 1000,
+            10_000 + i,
+            500 + i,
+            65536,
+            0,
+            0,
+            if i % 2 == 0 { "systemd" } else { "bash" }
+        );
+    }
 }

@@ -5,6 +5,9 @@
 //! it) and scenario (in today's format). The verdicts expected today are
 //! below, with why; the full judgements are insta snapshots.
 
+mod common;
+use common::merged;
+
 use std::path::{Path, PathBuf};
 
 use oomlab::scenario::Scenario;
@@ -122,26 +125,10 @@ fn el6_child_sacrifice_is_named() {
 /// The early verdict, replayed in time order, never contradicts today's.
 #[test]
 fn el6_early_verdicts_agree() {
-    use oomlab::events::kernel::{split_prefix, Timestamp};
     for (run, expected, _) in EXPECTED {
         let d = dir(run);
         let scenario = Scenario::load(&d.join("scenario.yaml")).unwrap();
-        let mut lines = Vec::new();
-        let console = std::fs::read(d.join("console.log")).unwrap();
-        let mut t = 0.0;
-        for line in String::from_utf8_lossy(&console).lines() {
-            if let Some(Timestamp::Monotonic(ts)) = split_prefix(line).ts {
-                t = ts;
-            }
-            lines.push((t, true, line.to_string()));
-        }
-        let telemetry = std::fs::read(d.join("telemetry.jsonl")).unwrap();
-        for line in String::from_utf8_lossy(&telemetry).lines() {
-            if let Some(tel) = oomlab::events::telemetry::parse_line(line) {
-                lines.push((tel.t, false, line.to_string()));
-            }
-        }
-        lines.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let lines = merged(&d);
         let mut rec = RunRecord::for_workload(&scenario.workload);
         for (_, console, line) in lines {
             if console {

@@ -4,6 +4,9 @@
 //! full judgement is an insta snapshot (regenerate: `INSTA_UPDATE=always
 //! cargo test -p oomlab --test replay_runs`, then review the diff).
 
+mod common;
+use common::merged;
+
 use std::path::{Path, PathBuf};
 
 use oomlab::scenario::Scenario;
@@ -56,29 +59,6 @@ fn recorded_runs_get_their_expected_verdict() {
             insta::assert_yaml_snapshot!("judgement", j);
         });
     }
-}
-
-/// Both streams merged on guest time, as the live runner sees them (give or
-/// take transport jitter).
-fn merged(dir: &Path) -> Vec<(f64, bool, String)> {
-    use oomlab::events::kernel::{split_prefix, Timestamp};
-    let mut v = Vec::new();
-    let console = std::fs::read(dir.join("console.log")).unwrap();
-    let mut t = 0.0;
-    for line in String::from_utf8_lossy(&console).lines() {
-        if let Some(Timestamp::Monotonic(ts)) = split_prefix(line).ts {
-            t = ts;
-        }
-        v.push((t, true, line.to_string()));
-    }
-    let telemetry = std::fs::read_to_string(dir.join("telemetry.jsonl")).unwrap();
-    for line in telemetry.lines() {
-        if let Some(tel) = oomlab::events::telemetry::parse_line(line) {
-            v.push((tel.t, false, line.to_string()));
-        }
-    }
-    v.sort_by(|a, b| a.0.total_cmp(&b.0));
-    v
 }
 
 /// The early verdict, replayed line by line in time order: when it fires

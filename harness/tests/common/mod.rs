@@ -44,3 +44,27 @@ pub fn fake_qemu() -> PathBuf {
     })
     .clone()
 }
+
+/// Both streams merged on guest time, as the live runner sees them (give or
+/// take transport jitter).
+pub fn merged(dir: &Path) -> Vec<(f64, bool, String)> {
+    use oomlab::events::kernel::{split_prefix, Timestamp};
+    let mut v = Vec::new();
+    let console = std::fs::read(dir.join("console.log")).unwrap();
+    let mut t = 0.0;
+    for line in String::from_utf8_lossy(&console).lines() {
+        if let Some(Timestamp::Monotonic(ts)) = split_prefix(line).ts {
+            t = ts;
+        }
+        v.push((t, true, line.to_string()));
+    }
+    // Read lossily: a recorded stream may hold a torn, non-UTF-8 line.
+    let telemetry = std::fs::read(dir.join("telemetry.jsonl")).unwrap();
+    for line in String::from_utf8_lossy(&telemetry).lines() {
+        if let Some(tel) = oomlab::events::telemetry::parse_line(line) {
+            v.push((tel.t, false, line.to_string()));
+        }
+    }
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v
+}
