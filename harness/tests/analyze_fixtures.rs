@@ -67,7 +67,8 @@ fn logs() -> Vec<(String, PathBuf)> {
     v
 }
 
-fn facts(name: &str, path: &Path) -> String {
+/// The analysis of one fixture, its input named `name` wherever it lives.
+fn analysis_named(name: &str, path: &Path) -> Analysis {
     let mut a = analyze_paths(&[path.to_path_buf()], &AnalyzeOptions::default())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let name = name.to_string();
@@ -77,7 +78,15 @@ fn facts(name: &str, path: &Path) -> String {
     for inc in &mut a.incidents {
         inc.input.clone_from(&name);
     }
-    format!("exit_code: {}\n{}", exit_code(&a), render_human(&a))
+    a
+}
+
+fn render_facts(a: &Analysis) -> String {
+    format!("exit_code: {}\n{}", exit_code(a), render_human(a))
+}
+
+fn facts(name: &str, path: &Path) -> String {
+    render_facts(&analysis_named(name, path))
 }
 
 #[test]
@@ -99,6 +108,43 @@ fn golden_fixtures() {
             insta::assert_snapshot!(name, report);
         });
     }
+}
+
+/// Every fixture again with CRLF line ends (a log copied through Windows,
+/// a serial console): the same report, word for word.
+#[test]
+fn every_fixture_reads_the_same_with_crlf() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replayed = 0;
+    for (name, path) in logs() {
+        let raw = std::fs::read(&path).unwrap();
+        // gzip is binary; a file that has CRLF already (the serial
+        // consoles, the CRLF fixture) is its own replay.
+        if name.ends_with(".gz") || memchr::memmem::find(&raw, b"\r\n").is_some() {
+            continue;
+        }
+        let mut crlf = Vec::with_capacity(raw.len() + raw.len() / 40);
+        for &b in &raw {
+            if b == b'\n' {
+                crlf.push(b'\r');
+            }
+            crlf.push(b);
+        }
+        let copy = dir.path().join(&name);
+        std::fs::write(&copy, &crlf).unwrap();
+        // Everything but the byte count (one more per line) is the same.
+        let [lf, cr] = [&path, &copy].map(|p| {
+            let mut a = analysis_named(&name, p);
+            a.inputs.iter_mut().for_each(|i| i.bytes = 0);
+            render_facts(&a)
+        });
+        assert_eq!(cr, lf, "{name} read differently with CRLF line ends");
+        replayed += 1;
+    }
+    assert!(
+        replayed >= 45,
+        "only {replayed} fixtures replayed with CRLF"
+    );
 }
 
 /// The key facts of one fixture, read off its raw log by hand: what a blind

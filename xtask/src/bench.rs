@@ -121,6 +121,24 @@ pub struct BenchSpec {
     pub label: Option<String>,
 }
 
+/// The release build of `oomlab` every benchmark times.
+pub fn release_oomlab(root: &Path) -> Result<std::path::PathBuf> {
+    crate::cargo(&["build", "--release", "-p", "oomlab"])?;
+    let bin = oomlab::image::payload::target_dir(root).join("release/oomlab");
+    if !bin.is_file() {
+        bail!("{} missing after the release build", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A benchmark's table: printed, and written where it says.
+pub fn publish(md: &str, path: &Path) -> Result<()> {
+    println!("\n{md}");
+    std::fs::write(path, md).with_context(|| format!("write {}", path.display()))?;
+    println!("written to {}", path.display());
+    Ok(())
+}
+
 pub fn bench(root: &Path, runs: usize, spec: &BenchSpec) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
@@ -137,11 +155,7 @@ pub fn bench(root: &Path, runs: usize, spec: &BenchSpec) -> Result<()> {
     {
         bail!("--label `{label}`: use letters, digits, . _ -");
     }
-    crate::cargo(&["build", "--release", "-p", "oomlab"])?;
-    let bin = oomlab::image::payload::target_dir(root).join("release/oomlab");
-    if !bin.is_file() {
-        bail!("{} missing after the release build", bin.display());
-    }
+    let bin = release_oomlab(root)?;
     let out_dir = root.join("target/bench").join(&label);
     std::fs::create_dir_all(&out_dir).with_context(|| format!("create {}", out_dir.display()))?;
     let mut results = Vec::new();
@@ -179,11 +193,7 @@ pub fn bench(root: &Path, runs: usize, spec: &BenchSpec) -> Result<()> {
         &results,
         &format!("# {label}: {scenario} on {kernel}: {runs} runs"),
     );
-    println!("\n{md}");
-    let md_path = root.join("target/bench").join(format!("{label}.md"));
-    std::fs::write(&md_path, &md).with_context(|| format!("write {}", md_path.display()))?;
-    println!("written to {}", md_path.display());
-    Ok(())
+    publish(&md, &root.join("target/bench").join(format!("{label}.md")))
 }
 
 /// One matrix run's summary.json, as the comparison needs it.
@@ -270,8 +280,7 @@ fn matrix_markdown(runs: &[MatrixRun], repeat: usize) -> String {
 /// then with one per core; wall times and kill rates side by side in
 /// target/bench/matrix.md.
 pub fn bench_matrix(root: &Path, repeat: usize, jobs: &[usize]) -> Result<()> {
-    crate::cargo(&["build", "--release", "-p", "oomlab"])?;
-    let bin = oomlab::image::payload::target_dir(root).join("release/oomlab");
+    let bin = release_oomlab(root)?;
     let mut scenarios: Vec<String> = std::fs::read_dir(root.join("scenarios"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
@@ -306,11 +315,7 @@ pub fn bench_matrix(root: &Path, repeat: usize, jobs: &[usize]) -> Result<()> {
         results.push(read_matrix(j, &serde_json::from_str(&text)?));
     }
     let md = matrix_markdown(&results, repeat);
-    println!("\n{md}");
-    let md_path = out_dir.join("matrix.md");
-    std::fs::write(&md_path, &md).with_context(|| format!("write {}", md_path.display()))?;
-    println!("written to {}", md_path.display());
-    Ok(())
+    publish(&md, &out_dir.join("matrix.md"))
 }
 
 #[cfg(test)]

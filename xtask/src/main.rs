@@ -2,6 +2,7 @@
 //! entry points. Everything here is idempotent and says what it did.
 
 mod bench;
+mod bench_boot;
 mod kconfig;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,15 @@ enum Cmd {
         /// The `--jobs` settings to compare.
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         jobs: Vec<usize>,
+    },
+    /// What each boot-time change buys, kernel by kernel: a boot-only
+    /// scenario under each step of the tuning (TCG), in target/bench/boot.md.
+    BenchBoot {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Catalogue kernels (or paths) to time; default: the whole catalogue.
+        #[arg(long)]
+        kernel: Vec<String>,
     },
     /// fmt --check, clippy -D warnings, then test.
     Ci,
@@ -157,6 +167,9 @@ fn real_main() -> Result<ExitCode> {
         }
         Cmd::BenchMatrix { repeat, jobs } => {
             bench::bench_matrix(&root, repeat, &jobs).map(|_| ExitCode::SUCCESS)
+        }
+        Cmd::BenchBoot { runs, kernel } => {
+            bench_boot::bench_boot(&root, runs, &kernel).map(|_| ExitCode::SUCCESS)
         }
         Cmd::Bench {
             runs,
