@@ -6,7 +6,7 @@
 //! below, with why; the full judgements are insta snapshots.
 
 mod common;
-use common::merged;
+use common::{merged, replay};
 
 use std::path::{Path, PathBuf};
 
@@ -51,21 +51,6 @@ fn dir(run: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/runs-el6")
         .join(run)
-}
-
-fn replay(dir: &Path) -> (Scenario, RunRecord) {
-    let scenario = Scenario::load(&dir.join("scenario.yaml")).unwrap();
-    let mut rec = RunRecord::for_workload(&scenario.workload);
-    let console = std::fs::read(dir.join("console.log")).unwrap();
-    for line in String::from_utf8_lossy(&console).lines() {
-        rec.ingest_console(line);
-    }
-    let telemetry = std::fs::read(dir.join("telemetry.jsonl")).unwrap();
-    for line in String::from_utf8_lossy(&telemetry).lines() {
-        rec.ingest_telemetry_line(line);
-    }
-    rec.stopped_early = rec.done_t.is_none();
-    (scenario, rec)
 }
 
 #[test]

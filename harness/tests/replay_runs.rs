@@ -5,7 +5,7 @@
 //! cargo test -p oomlab --test replay_runs`, then review the diff).
 
 mod common;
-use common::merged;
+use common::{merged, replay};
 
 use std::path::{Path, PathBuf};
 
@@ -22,26 +22,6 @@ fn fixtures() -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-/// Rebuild the record the live runner would have built: console lines and
-/// telemetry lines interleaved by guest time is not needed, since the
-/// record only accumulates.
-fn replay(dir: &Path) -> (Scenario, RunRecord) {
-    let scenario = Scenario::load(&dir.join("scenario.yaml")).unwrap();
-    let mut rec = RunRecord::for_workload(&scenario.workload);
-    let console = std::fs::read(dir.join("console.log")).unwrap();
-    for line in String::from_utf8_lossy(&console).lines() {
-        rec.ingest_console(line);
-    }
-    let telemetry = std::fs::read_to_string(dir.join("telemetry.jsonl")).unwrap();
-    for line in telemetry.lines() {
-        rec.ingest_telemetry_line(line);
-    }
-    // Every recorded run ended either at the payload's `done` or on the
-    // live early verdict.
-    rec.stopped_early = rec.done_t.is_none();
-    (scenario, rec)
 }
 
 #[test]

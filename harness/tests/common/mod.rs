@@ -68,3 +68,22 @@ pub fn merged(dir: &Path) -> Vec<(f64, bool, String)> {
     v.sort_by(|a, b| a.0.total_cmp(&b.0));
     v
 }
+
+/// Rebuild the record the live runner would have built from a recorded
+/// run's folder (scenario, console, telemetry). The streams need no
+/// interleaving: the record only accumulates. Every recorded run ended at
+/// the payload's `done` or on the live early verdict.
+pub fn replay(dir: &Path) -> (oomlab::scenario::Scenario, oomlab::verdict::RunRecord) {
+    let scenario = oomlab::scenario::Scenario::load(&dir.join("scenario.yaml")).unwrap();
+    let mut rec = oomlab::verdict::RunRecord::for_workload(&scenario.workload);
+    let console = std::fs::read(dir.join("console.log")).unwrap();
+    for line in String::from_utf8_lossy(&console).lines() {
+        rec.ingest_console(line);
+    }
+    let telemetry = std::fs::read(dir.join("telemetry.jsonl")).unwrap();
+    for line in String::from_utf8_lossy(&telemetry).lines() {
+        rec.ingest_telemetry_line(line);
+    }
+    rec.stopped_early = rec.done_t.is_none();
+    (scenario, rec)
+}
