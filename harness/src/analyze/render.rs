@@ -274,14 +274,7 @@ fn supervisor_line(e: &SupervisorEvidence) -> String {
 /// A loop finding's summary sentence.
 impl Display for LoopFinding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let who = format!(
-            "{}{}{}",
-            self.name,
-            self.uid.map_or(String::new(), |u| format!(" (uid {u})")),
-            self.memcg
-                .as_ref()
-                .map_or(String::new(), |m| format!(" in {m}"))
-        );
+        let who = who(&self.name, self.uid, self.memcg.as_deref());
         let rate_s = match (self.span_s, self.kills_per_s) {
             (Some(s), Some(r)) => format!(" in {s:.0} s (~{r}/s)"),
             _ => String::new(),
@@ -618,16 +611,19 @@ pub fn render_human(a: &Analysis) -> String {
     crate::text::printable_lines(&out).into_owned()
 }
 
+/// A group of victims as every sentence names it: `nginx (uid 2188) in
+/// /memcg`.
+pub(crate) fn who(name: &str, uid: Option<u32>, memcg: Option<&str>) -> String {
+    format!(
+        "{name}{}{}",
+        uid.map_or(String::new(), |u| format!(" (uid {u})")),
+        memcg.map_or(String::new(), |m| format!(" in {m}"))
+    )
+}
+
 /// A group as the summary names it.
 fn group_who(g: &VictimGroup) -> String {
-    format!(
-        "{}{}{}",
-        g.name,
-        g.uid.map_or(String::new(), |u| format!(" (uid {u})")),
-        g.memcg
-            .as_ref()
-            .map_or(String::new(), |m| format!(" in {m}"))
-    )
+    who(&g.name, g.uid, g.memcg.as_deref())
 }
 
 #[cfg(test)]

@@ -153,14 +153,7 @@ pub fn scenario_yaml(
     let looping = g.is_loop;
     let loop_finding = a.loops.first();
     let source = crate::text::printable(source).replace(['\n', '\r'], " ");
-    let who = format!(
-        "{}{}{}",
-        g.name,
-        g.uid.map_or(String::new(), |u| format!(" (uid {u})")),
-        g.memcg
-            .as_ref()
-            .map_or(String::new(), |m| format!(" in {m}"))
-    );
+    let who = super::render::who(&g.name, g.uid, g.memcg.as_deref());
     let who = crate::text::printable(&who).into_owned();
 
     // The incident's numbers, and where each came from.
