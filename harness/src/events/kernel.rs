@@ -290,15 +290,7 @@ const NOT_EVENTS: &[&str] = &["end Kernel panic - not syncing"];
 /// start with `[`) holds at least one.
 pub fn keywords() -> &'static [&'static str] {
     static KW: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    KW.get_or_init(|| {
-        let mut v: Vec<&'static str> = Vec::new();
-        for k in MESSAGES.iter().flat_map(|m| m.keywords) {
-            if !v.contains(k) {
-                v.push(k);
-            }
-        }
-        v
-    })
+    KW.get_or_init(|| super::distinct(MESSAGES.iter().flat_map(|m| m.keywords)))
 }
 
 /// The shared matcher of [`keywords`]: the cheap rejection in

@@ -320,15 +320,7 @@ pub struct SupervisorLine {
 /// The keywords of every entry, once each, in table order.
 pub fn keywords() -> &'static [&'static str] {
     static KW: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    KW.get_or_init(|| {
-        let mut v: Vec<&'static str> = Vec::new();
-        for k in MESSAGES.iter().flat_map(|m| m.keywords) {
-            if !v.contains(k) {
-                v.push(k);
-            }
-        }
-        v
-    })
+    KW.get_or_init(|| super::distinct(MESSAGES.iter().flat_map(|m| m.keywords)))
 }
 
 fn matcher() -> &'static aho_corasick::AhoCorasick {
